@@ -1,0 +1,139 @@
+/**
+ * The content-addressed artifact cache: `<root>/<stage>/<key>/` holds a stage's output files and a
+ * `manifest.json` describing them. Entries are written into a temporary directory and renamed into
+ * place, so a reader sees a complete entry or none; every read re-checks the files' sha256 against
+ * the manifest, so a damaged entry is reported and recomputed instead of used.
+ * @module
+ */
+
+import { join } from "node:path";
+import { sha256Hex } from "./hash.ts";
+
+/** Everything recorded about one cached stage output. */
+export interface Manifest {
+  readonly stage: string;
+  readonly version: string;
+  readonly key: string;
+  readonly config: unknown;
+  /** Upstream artifacts this output was computed from: input name → cache key. */
+  readonly inputs: Readonly<Record<string, string>>;
+  /** Tensor backend that produced the numbers (e.g. "wasm", "cpu", "tensorflow:tfjs-node"). */
+  readonly backend: string;
+  readonly createdAt: string;
+  readonly timings: { readonly seconds: number };
+  readonly metrics: Readonly<Record<string, number | string>>;
+  /** Output files (relative names) with their size and sha256. */
+  readonly files: Readonly<Record<string, { readonly bytes: number; readonly sha256: string }>>;
+}
+
+/** Name of the manifest inside an entry; written last, so its presence marks a complete entry. */
+export const MANIFEST_FILE = "manifest.json";
+
+/** The file-system operations the cache uses; injectable so tests can simulate a full disk. */
+export interface CacheFs {
+  writeFile(path: string, data: Uint8Array): Promise<void>;
+}
+
+const denoFs: CacheFs = { writeFile: (path, data) => Deno.writeFile(path, data) };
+
+/** Outcome of looking an entry up. */
+export type Lookup =
+  | { readonly status: "hit"; readonly manifest: Manifest; readonly files: Map<string, Uint8Array> }
+  | { readonly status: "miss" }
+  | { readonly status: "invalid"; readonly reason: string };
+
+/** A cache rooted at one directory (normally `data/cache`). */
+export class ArtifactCache {
+  readonly root: string;
+  readonly #fs: CacheFs;
+
+  constructor(root: string, fs: CacheFs = denoFs) {
+    this.root = root;
+    this.#fs = fs;
+  }
+
+  /** Directory of an entry. */
+  entryDir(stage: string, key: string): string {
+    return join(this.root, stage, key);
+  }
+
+  /** Reads and verifies an entry. Never returns a partial or corrupted entry as a hit. */
+  async lookup(stage: string, key: string): Promise<Lookup> {
+    const dir = this.entryDir(stage, key);
+    let manifestText: string;
+    try {
+      manifestText = await Deno.readTextFile(join(dir, MANIFEST_FILE));
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+      const exists = await Deno.stat(dir).then(() => true, () => false);
+      return exists ? { status: "invalid", reason: `${dir} has no ${MANIFEST_FILE} (incomplete entry)` } : { status: "miss" };
+    }
+    let manifest: Manifest;
+    try {
+      manifest = JSON.parse(manifestText);
+    } catch {
+      return { status: "invalid", reason: `${join(dir, MANIFEST_FILE)} is not valid JSON` };
+    }
+    if (manifest.key !== key || manifest.stage !== stage) {
+      return { status: "invalid", reason: `${dir}: manifest names ${manifest.stage}/${manifest.key}` };
+    }
+    const files = new Map<string, Uint8Array>();
+    for (const [name, expected] of Object.entries(manifest.files ?? {})) {
+      let bytes: Uint8Array;
+      try {
+        bytes = await Deno.readFile(join(dir, name));
+      } catch (e) {
+        if (e instanceof Deno.errors.NotFound) return { status: "invalid", reason: `${dir}: ${name} is missing` };
+        throw e;
+      }
+      if (bytes.byteLength !== expected.bytes) {
+        return { status: "invalid", reason: `${dir}: ${name} has ${bytes.byteLength} bytes, manifest says ${expected.bytes}` };
+      }
+      if (await sha256Hex(bytes) !== expected.sha256) {
+        return { status: "invalid", reason: `${dir}: ${name} does not match its sha256 in the manifest` };
+      }
+      files.set(name, bytes);
+    }
+    return { status: "hit", manifest, files };
+  }
+
+  /**
+   * Writes an entry atomically: files and then the manifest into `<stage>/.tmp-<key>-<nonce>/`,
+   * then one rename. On any failure the temporary directory is removed and whatever entry was
+   * there before is left as it was.
+   */
+  async write(
+    partial: Omit<Manifest, "files">,
+    files: ReadonlyMap<string, Uint8Array>,
+  ): Promise<Manifest> {
+    const stageDir = join(this.root, partial.stage);
+    await Deno.mkdir(stageDir, { recursive: true });
+    const nonce = crypto.randomUUID().slice(0, 8);
+    const tmp = join(stageDir, `.tmp-${partial.key}-${nonce}`);
+    const target = this.entryDir(partial.stage, partial.key);
+    await Deno.mkdir(tmp);
+    try {
+      const described: Record<string, { bytes: number; sha256: string }> = {};
+      for (const [name, bytes] of files) {
+        await this.#fs.writeFile(join(tmp, name), bytes);
+        described[name] = { bytes: bytes.byteLength, sha256: await sha256Hex(bytes) };
+      }
+      const manifest: Manifest = { ...partial, files: described };
+      await this.#fs.writeFile(join(tmp, MANIFEST_FILE), new TextEncoder().encode(JSON.stringify(manifest, null, 2)));
+      // A rename cannot replace a non-empty directory: move an invalid old entry aside first.
+      const old = await Deno.stat(target).then(() => join(stageDir, `.old-${partial.key}-${nonce}`), () => null);
+      if (old) await Deno.rename(target, old);
+      try {
+        await Deno.rename(tmp, target);
+      } catch (e) {
+        if (old) await Deno.rename(old, target).catch(() => {});
+        throw e;
+      }
+      if (old) await Deno.remove(old, { recursive: true });
+      return manifest;
+    } catch (e) {
+      await Deno.remove(tmp, { recursive: true }).catch(() => {});
+      throw e;
+    }
+  }
+}
