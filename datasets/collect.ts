@@ -1,0 +1,357 @@
+/**
+ * Local collection of D4RL-style datasets, for machines that cannot download D4RL.
+ *
+ * Behaviour policies are trained in our own MuJoCo environments with ARS (`ars.ts`):
+ * - medium-replay: every transition collected while training, up to the iteration at which the
+ *   policy first reaches the medium score (default: a normalized score of 100/3, a third of D4RL's
+ *   expert reference);
+ * - medium: rollouts of that policy; expert: rollouts of the final policy; medium-expert: half each;
+ * - random: rollouts of randomly initialized linear policies.
+ * Rollouts of medium and expert policies add Gaussian action noise (σ = 0.1 by default), as D4RL's
+ * stochastic SAC policies did. These datasets are D4RL-style (same layout and semantics), not D4RL.
+ *
+ * Usage: deno task collect <env> <kind> --out data/<file>.hdf5 [--transitions N] [--seed S]
+ * @module
+ */
+
+import { ENV_SPECS, type EnvName, normalizedScore } from "../envs/locomotion.ts";
+import { fail } from "../pipeline/errors.ts";
+import { loadCheckpoint, removeCheckpoint, saveCheckpoint } from "../pipeline/checkpoint.ts";
+import type { ProgressFactory } from "../pipeline/progress.ts";
+import {
+  ARS_DEFAULTS,
+  type ArsConfig,
+  arsUpdate,
+  emptyTransitions,
+  type LinearPolicy,
+  RunningStats,
+  sampleDirections,
+  type TransitionBuffers,
+} from "./ars.ts";
+import { RolloutPool } from "./rollout_pool.ts";
+import { Rng } from "../numerics/random.ts";
+
+/** Dataset kinds, as in D4RL. */
+export const DATASET_KINDS = ["random", "medium", "medium-replay", "expert", "medium-expert"] as const;
+/** One of `DATASET_KINDS`. */
+export type DatasetKind = (typeof DATASET_KINDS)[number];
+
+/** Everything that determines a collected dataset. */
+export interface CollectConfig {
+  readonly env: EnvName;
+  readonly kind: DatasetKind;
+  /**
+   * Transitions to produce. For medium-replay it is a cap: when training collected more, a seeded
+   * random subset of whole episodes is kept (in their original order), so the mix of early and late
+   * behaviour that defines medium-replay survives the cut.
+   */
+  readonly transitions: number;
+  readonly seed: number;
+  /** Normalized score at which the training policy counts as "medium". */
+  readonly mediumScore: number;
+  /** Normalized score at which training stops when an expert is needed. */
+  readonly expertScore: number;
+  /** Training stops here even if the target score was not reached. */
+  readonly maxIterations: number;
+  /** Evaluate the unperturbed policy every this many iterations … */
+  readonly evalEvery: number;
+  /** … over this many episodes. */
+  readonly evalEpisodes: number;
+  /** Gaussian action noise of the behaviour policies' rollouts. */
+  readonly actionNoise: number;
+  readonly ars: ArsConfig;
+}
+
+/** Defaults for an environment and kind. */
+export function defaultCollectConfig(env: EnvName, kind: DatasetKind): CollectConfig {
+  return {
+    env,
+    kind,
+    transitions: 1_000_000,
+    seed: 0,
+    mediumScore: 100 / 3,
+    expertScore: 90,
+    maxIterations: 3000,
+    evalEvery: 1,
+    evalEpisodes: 4,
+    actionNoise: 0.1,
+    ars: ARS_DEFAULTS[env],
+  };
+}
+
+/** A trained behaviour policy and how good it was when it was taken. */
+export interface BehaviourPolicy {
+  readonly policy: LinearPolicy;
+  readonly iteration: number;
+  /** Mean undiscounted return and normalized score at that evaluation. */
+  readonly evalReturn: number;
+  readonly evalScore: number;
+}
+
+/** A collected dataset in D4RL's layout, with its provenance. */
+export interface CollectedDataset {
+  readonly config: CollectConfig;
+  readonly transitions: TransitionBuffers;
+  readonly medium?: BehaviourPolicy;
+  readonly expert?: BehaviourPolicy;
+  readonly trainingIterations: number;
+  readonly trainingSteps: number;
+  readonly seconds: number;
+}
+
+interface TrainingState {
+  iteration: number;
+  weights: Float64Array;
+  statsCount: number;
+  statsMean: Float64Array;
+  statsM2: Float64Array;
+  steps: number;
+  replay: TransitionBuffers;
+  medium?: BehaviourPolicy;
+  lastEval?: { iteration: number; evalReturn: number; evalScore: number };
+  fingerprint: string;
+}
+
+function snapshot(weights: Float64Array, stats: RunningStats): LinearPolicy {
+  return { weights: weights.slice(), mean: stats.mean.slice(), std: stats.std() };
+}
+
+function appendAll(into: TransitionBuffers, from: TransitionBuffers, obsDim: number, actDim: number): TransitionBuffers {
+  const n = into.size + from.size;
+  const grow = <T extends Float32Array | Uint8Array>(a: T, per: number, add: T): T => {
+    const need = n * per;
+    let out = a;
+    if (a.length < need) {
+      out = new (a.constructor as { new (k: number): T })(Math.max(need, 2 * a.length));
+      out.set(a.subarray(0, into.size * per));
+    }
+    out.set(add.subarray(0, from.size * per), into.size * per);
+    return out;
+  };
+  return {
+    observations: grow(into.observations, obsDim, from.observations),
+    actions: grow(into.actions, actDim, from.actions),
+    rewards: grow(into.rewards, 1, from.rewards),
+    nextObservations: grow(into.nextObservations, obsDim, from.nextObservations),
+    terminals: grow(into.terminals, 1, from.terminals),
+    timeouts: grow(into.timeouts, 1, from.timeouts),
+    size: n,
+  };
+}
+
+/** Rows [start, end) of a transition buffer. */
+function sliceTransitions(t: TransitionBuffers, start: number, end: number, obsDim: number, actDim: number): TransitionBuffers {
+  return {
+    observations: t.observations.slice(start * obsDim, end * obsDim),
+    actions: t.actions.slice(start * actDim, end * actDim),
+    rewards: t.rewards.slice(start, end),
+    nextObservations: t.nextObservations.slice(start * obsDim, end * obsDim),
+    terminals: t.terminals.slice(start, end),
+    timeouts: t.timeouts.slice(start, end),
+    size: end - start,
+  };
+}
+
+/**
+ * At most `count` transitions made of whole episodes chosen at random (seeded), kept in their
+ * original order. Episodes end at a terminal or a timeout.
+ */
+export function subsampleEpisodes(
+  t: TransitionBuffers,
+  count: number,
+  seed: number,
+  obsDim: number,
+  actDim: number,
+): TransitionBuffers {
+  if (t.size <= count) return t;
+  const episodes: [number, number][] = [];
+  let start = 0;
+  for (let i = 0; i < t.size; i++) {
+    if (t.terminals[i] || t.timeouts[i] || i === t.size - 1) {
+      episodes.push([start, i + 1]);
+      start = i + 1;
+    }
+  }
+  const order = new Rng(seed ^ 0x2545f491).sampleWithoutReplacement(episodes.length, episodes.length);
+  const chosen: number[] = [];
+  let total = 0;
+  for (const e of order) {
+    const length = episodes[e][1] - episodes[e][0];
+    if (total + length > count) continue;
+    chosen.push(e);
+    total += length;
+  }
+  chosen.sort((a, b) => a - b);
+  let out = emptyTransitions(obsDim, actDim, total);
+  for (const e of chosen) out = appendAll(out, sliceTransitions(t, episodes[e][0], episodes[e][1], obsDim, actDim), obsDim, actDim);
+  return out;
+}
+
+/** Services a collection run needs from its caller. */
+export interface CollectServices {
+  readonly progress: ProgressFactory;
+  readonly log: (record: Readonly<Record<string, unknown>>) => void;
+  /** Directory for resumable training checkpoints (omit to disable). */
+  readonly checkpointDir?: string;
+  readonly workers?: number;
+}
+
+/** Trains the behaviour policies and assembles the dataset of `config.kind`. */
+export async function collect(config: CollectConfig, services: CollectServices): Promise<CollectedDataset> {
+  const started = performance.now();
+  const { obsDim, actDim } = ENV_SPECS[config.env];
+  const pool = new RolloutPool(config.env, services.workers);
+  try {
+    if (config.kind === "random") {
+      const rng = new Rng(config.seed);
+      const transitions = await rolloutUntil(pool, config, () => ({
+        weights: rng.fillNormal(new Float64Array(actDim * obsDim), 1 / Math.sqrt(obsDim)),
+        mean: new Float64Array(obsDim),
+        std: new Float64Array(obsDim).fill(1),
+      }), config.transitions, 0, config.seed, services.progress);
+      return { config, transitions, trainingIterations: 0, trainingSteps: 0, seconds: (performance.now() - started) / 1000 };
+    }
+    const needExpert = config.kind === "expert" || config.kind === "medium-expert";
+    const trained = await train(pool, config, needExpert, services);
+    const medium = trained.medium;
+    if (!medium) {
+      fail(
+        "numeric",
+        `ARS did not reach the medium score ${config.mediumScore.toFixed(1)} within ${config.maxIterations} iterations (last score ${trained.lastEval?.evalScore.toFixed(1)})`,
+        "raise --max-iterations or try another --seed",
+      );
+    }
+    const finalStats = new RunningStats(obsDim);
+    finalStats.merge(trained.statsCount, trained.statsMean, trained.statsM2);
+    const expert: BehaviourPolicy | undefined = needExpert
+      ? {
+        policy: snapshot(trained.weights, finalStats),
+        iteration: trained.iteration,
+        evalReturn: trained.lastEval?.evalReturn ?? NaN,
+        evalScore: trained.lastEval?.evalScore ?? NaN,
+      }
+      : undefined;
+    let transitions: TransitionBuffers;
+    const fixed = (p: BehaviourPolicy) => () => p.policy;
+    switch (config.kind) {
+      case "medium-replay":
+        transitions = subsampleEpisodes(trained.replay, config.transitions, config.seed, obsDim, actDim);
+        break;
+      case "medium":
+        transitions = await rolloutUntil(pool, config, fixed(medium), config.transitions, config.actionNoise, config.seed + 101, services.progress);
+        break;
+      case "expert":
+        transitions = await rolloutUntil(pool, config, fixed(expert!), config.transitions, config.actionNoise, config.seed + 202, services.progress);
+        break;
+      case "medium-expert": {
+        const half = Math.floor(config.transitions / 2);
+        const m = await rolloutUntil(pool, config, fixed(medium), half, config.actionNoise, config.seed + 101, services.progress);
+        const e = await rolloutUntil(pool, config, fixed(expert!), config.transitions - half, config.actionNoise, config.seed + 202, services.progress);
+        transitions = appendAll(m, e, obsDim, actDim);
+        break;
+      }
+    }
+    if (services.checkpointDir) await removeCheckpoint(services.checkpointDir);
+    return {
+      config,
+      transitions: sliceTransitions(transitions!, 0, transitions!.size, obsDim, actDim),
+      medium,
+      expert,
+      trainingIterations: trained.iteration,
+      trainingSteps: trained.steps,
+      seconds: (performance.now() - started) / 1000,
+    };
+  } finally {
+    pool.close();
+  }
+}
+
+/** Rolls out `policyFor()` episodes until `count` transitions; the cut last row is marked a timeout. */
+async function rolloutUntil(
+  pool: RolloutPool,
+  config: CollectConfig,
+  policyFor: () => LinearPolicy,
+  count: number,
+  actionNoise: number,
+  seed: number,
+  progress: ProgressFactory,
+): Promise<TransitionBuffers> {
+  const { obsDim, actDim } = ENV_SPECS[config.env];
+  const bar = progress(`rollouts ${config.env} ${config.kind}`, count);
+  let out = emptyTransitions(obsDim, actDim, 0);
+  for (let round = 0; out.size < count; round++) {
+    const policies = Array.from({ length: 8 }, policyFor);
+    const batch = await pool.run(policies, { seed: seed * 7919 + round * 31, rewardShift: 0, record: true, actionNoise });
+    out = appendAll(out, batch.transitions!, obsDim, actDim);
+    bar.update(Math.min(out.size, count));
+  }
+  bar.finish();
+  const cut = sliceTransitions(out, 0, count, obsDim, actDim);
+  if (cut.terminals[count - 1] === 0) cut.timeouts[count - 1] = 1;
+  return cut;
+}
+
+async function train(
+  pool: RolloutPool,
+  config: CollectConfig,
+  needExpert: boolean,
+  services: CollectServices,
+): Promise<TrainingState> {
+  const { obsDim, actDim } = ENV_SPECS[config.env];
+  const { ars } = config;
+  const fingerprint = JSON.stringify({ env: config.env, seed: config.seed, ars, mediumScore: config.mediumScore, evalEvery: config.evalEvery, evalEpisodes: config.evalEpisodes, workers: services.workers ?? navigator.hardwareConcurrency });
+  const resumed = services.checkpointDir ? (await loadCheckpoint(services.checkpointDir)) as TrainingState | undefined : undefined;
+  const state: TrainingState = resumed?.fingerprint === fingerprint ? resumed : {
+    iteration: 0,
+    weights: new Float64Array(actDim * obsDim),
+    statsCount: 0,
+    statsMean: new Float64Array(obsDim),
+    statsM2: new Float64Array(obsDim),
+    steps: 0,
+    replay: emptyTransitions(obsDim, actDim),
+    fingerprint,
+  };
+  if (resumed && state === resumed) services.log({ event: "resume", iteration: state.iteration });
+  const stats = new RunningStats(obsDim);
+  stats.merge(state.statsCount, state.statsMean, state.statsM2);
+  const bar = services.progress(`ARS ${config.env}`, config.maxIterations);
+  const done = () => state.medium && (!needExpert || (state.lastEval?.evalScore ?? -Infinity) >= config.expertScore);
+  while (!done() && state.iteration < config.maxIterations) {
+    const i = state.iteration;
+    const directions = sampleDirections(config.seed, i, ars.directions, actDim * obsDim);
+    const { mean } = stats;
+    const std = stats.std();
+    const policies = directions.flatMap((d) => [
+      { weights: state.weights.map((w, k) => w + ars.noise * d[k]), mean, std },
+      { weights: state.weights.map((w, k) => w - ars.noise * d[k]), mean, std },
+    ]);
+    const batch = await pool.run(policies, { seed: config.seed * 1_000_003 + 2 * i, rewardShift: ars.rewardShift, record: !state.medium });
+    const plus = directions.map((_, k) => batch.shiftedReturns[2 * k]);
+    const minus = directions.map((_, k) => batch.shiftedReturns[2 * k + 1]);
+    arsUpdate(state.weights, directions, plus, minus, ars);
+    stats.merge(batch.stateCount, batch.stateMean, batch.stateM2);
+    state.steps += batch.stateCount;
+    if (batch.transitions) state.replay = appendAll(state.replay, batch.transitions, obsDim, actDim);
+    state.iteration = i + 1;
+    if (state.iteration % config.evalEvery === 0) {
+      const policy = snapshot(state.weights, stats);
+      const evaluation = await pool.run(Array.from({ length: config.evalEpisodes }, () => policy), { seed: config.seed * 1_000_003 + 2 * i + 1, rewardShift: 0, record: false });
+      const evalReturn = evaluation.returns.reduce((a, b) => a + b, 0) / evaluation.returns.length;
+      const evalScore = normalizedScore(config.env, evalReturn);
+      state.lastEval = { iteration: state.iteration, evalReturn, evalScore };
+      services.log({ event: "ars-eval", iteration: state.iteration, steps: state.steps, evalReturn, evalScore, replay: state.replay.size });
+      if (!state.medium && evalScore >= config.mediumScore) {
+        state.medium = { policy, iteration: state.iteration, evalReturn, evalScore };
+        services.log({ event: "medium-reached", iteration: state.iteration, evalScore, replay: state.replay.size });
+      }
+    }
+    state.statsCount = stats.count;
+    state.statsMean = stats.mean;
+    state.statsM2 = stats.m2;
+    bar.update(state.iteration, { score: state.lastEval?.evalScore ?? NaN, steps: state.steps });
+    if (services.checkpointDir && state.iteration % 50 === 0) await saveCheckpoint(services.checkpointDir, state);
+  }
+  bar.finish();
+  return state;
+}
+

@@ -1,0 +1,663 @@
+/**
+ * Hopper, HalfCheetah and Walker2d on the official MuJoCo WebAssembly build, reproducing the
+ * Gym v3 environments (Hopper-v3, HalfCheetah-v3, Walker2d-v3) that the D4RL v2 datasets were
+ * collected with: same observations, rewards, termination, reset noise and 1000-step horizon.
+ *
+ * Models are in `./models/*.xml` (Gym's XML rewritten for MuJoCo 3, see the comments there).
+ *
+ * Two classes share one implementation (`Sim`, one MjData each):
+ * - {@link LocomotionEnv}: one environment, Gym-like `reset` / `step`.
+ * - {@link VecLocomotionEnv}: n environments over one MjModel, stepped together from one flat
+ *   action array; per-environment `reset(i)` lets collection auto-reset and evaluation stop.
+ *
+ * Randomness only enters through the reset noise, drawn from a seeded {@link Rng}, and MuJoCo is
+ * deterministic, so the same seed and actions give a bitwise-identical trajectory.
+ * @module
+ */
+
+import loadMujocoFactory, { type MainModule, type MjData, type MjModel } from "@mujoco/mujoco";
+import { Rng } from "../numerics/random.ts";
+
+// ---------------------------------------------------------------------------------------------
+// Specs
+// ---------------------------------------------------------------------------------------------
+
+/** The three D4RL locomotion environments. */
+export type EnvName = "hopper" | "halfcheetah" | "walker2d";
+
+/** Every {@link EnvName}, in a fixed order. */
+export const ENV_NAMES: readonly EnvName[] = ["hopper", "halfcheetah", "walker2d"];
+
+/** Static description of one environment: sizes, timing, reward/termination constants, D4RL scores. */
+export interface EnvSpec {
+  readonly name: EnvName;
+  /** The Gym id whose semantics are reproduced. */
+  readonly gymId: string;
+  /** Model file, relative to this module. */
+  readonly xmlFile: string;
+  /** Generalized coordinates / velocities / actuators of the model. */
+  readonly nq: number;
+  readonly nv: number;
+  /** obs = [qpos[1:], qvel] so obsDim = nq - 1 + nv. */
+  readonly obsDim: number;
+  readonly actDim: number;
+  /** MuJoCo steps per environment step. */
+  readonly frameSkip: number;
+  /** MuJoCo timestep (s). */
+  readonly timestep: number;
+  /** Environment step duration frameSkip · timestep (s), Gym's `dt`. */
+  readonly dt: number;
+  /** TimeLimit: `truncated` is raised once this many steps have elapsed since reset. */
+  readonly horizon: number;
+  /** Every action dimension is bounded by [actionLow, actionHigh] (the actuators' ctrlrange). */
+  readonly actionLow: number;
+  readonly actionHigh: number;
+  readonly forwardRewardWeight: number;
+  readonly ctrlCostWeight: number;
+  /** Paid on every step, including the terminating one (Gym: terminate_when_unhealthy=True). */
+  readonly healthyReward: number;
+  /** Whether the episode terminates when unhealthy (false: never terminates). */
+  readonly terminateWhenUnhealthy: boolean;
+  /** Healthy iff zRange[0] < qpos[1] < zRange[1] (strict, as in Gym). */
+  readonly healthyZRange: readonly [number, number];
+  /** Healthy iff angleRange[0] < qpos[2] < angleRange[1]. */
+  readonly healthyAngleRange: readonly [number, number];
+  /** Hopper only: healthy iff every entry of (qpos[2:], qvel) is strictly inside this range. */
+  readonly healthyStateRange: readonly [number, number] | null;
+  /** Observed velocities are clipped to ±this (Infinity: no clipping). */
+  readonly qvelClip: number;
+  /** Reset noise: qpos += U(-s, s); qvel += U(-s, s) or s·N(0, 1) (see `qvelNoise`). */
+  readonly resetNoiseScale: number;
+  readonly qvelNoise: "uniform" | "normal";
+  /** D4RL reference returns (random, expert) behind the normalized score. */
+  readonly refMinScore: number;
+  readonly refMaxScore: number;
+}
+
+/** Hopper-v3 (gym/envs/mujoco/hopper_v3.py): 4 × 2 ms RK4 steps, 3 motors. */
+const HOPPER: EnvSpec = {
+  name: "hopper",
+  gymId: "Hopper-v3",
+  xmlFile: "./models/hopper.xml",
+  nq: 6,
+  nv: 6,
+  obsDim: 11,
+  actDim: 3,
+  frameSkip: 4,
+  timestep: 0.002,
+  dt: 0.002 * 4,
+  horizon: 1000,
+  actionLow: -1,
+  actionHigh: 1,
+  forwardRewardWeight: 1,
+  ctrlCostWeight: 1e-3,
+  healthyReward: 1,
+  terminateWhenUnhealthy: true,
+  healthyZRange: [0.7, Infinity],
+  healthyAngleRange: [-0.2, 0.2],
+  healthyStateRange: [-100, 100],
+  qvelClip: 10,
+  resetNoiseScale: 5e-3,
+  qvelNoise: "uniform",
+  refMinScore: -20.272305,
+  refMaxScore: 3234.3,
+};
+
+/** HalfCheetah-v3 (gym/envs/mujoco/half_cheetah_v3.py): 5 × 10 ms Euler steps, 6 motors, never terminates. */
+const HALFCHEETAH: EnvSpec = {
+  name: "halfcheetah",
+  gymId: "HalfCheetah-v3",
+  xmlFile: "./models/half_cheetah.xml",
+  nq: 9,
+  nv: 9,
+  obsDim: 17,
+  actDim: 6,
+  frameSkip: 5,
+  timestep: 0.01,
+  dt: 0.01 * 5,
+  horizon: 1000,
+  actionLow: -1,
+  actionHigh: 1,
+  forwardRewardWeight: 1,
+  ctrlCostWeight: 0.1,
+  healthyReward: 0,
+  terminateWhenUnhealthy: false,
+  healthyZRange: [-Infinity, Infinity],
+  healthyAngleRange: [-Infinity, Infinity],
+  healthyStateRange: null,
+  qvelClip: Infinity,
+  resetNoiseScale: 0.1,
+  qvelNoise: "normal",
+  refMinScore: -280.178953,
+  refMaxScore: 12135.0,
+};
+
+/** Walker2d-v3 (gym/envs/mujoco/walker2d_v3.py): 4 × 2 ms RK4 steps, 6 motors. */
+const WALKER2D: EnvSpec = {
+  name: "walker2d",
+  gymId: "Walker2d-v3",
+  xmlFile: "./models/walker2d.xml",
+  nq: 9,
+  nv: 9,
+  obsDim: 17,
+  actDim: 6,
+  frameSkip: 4,
+  timestep: 0.002,
+  dt: 0.002 * 4,
+  horizon: 1000,
+  actionLow: -1,
+  actionHigh: 1,
+  forwardRewardWeight: 1,
+  ctrlCostWeight: 1e-3,
+  healthyReward: 1,
+  terminateWhenUnhealthy: true,
+  healthyZRange: [0.8, 2.0],
+  healthyAngleRange: [-1, 1],
+  healthyStateRange: null,
+  qvelClip: 10,
+  resetNoiseScale: 5e-3,
+  qvelNoise: "uniform",
+  refMinScore: 1.629008,
+  refMaxScore: 4592.3,
+};
+
+/** Spec of every environment, by name. */
+export const ENV_SPECS: Readonly<Record<EnvName, EnvSpec>> = {
+  hopper: HOPPER,
+  halfcheetah: HALFCHEETAH,
+  walker2d: WALKER2D,
+};
+
+/**
+ * D4RL normalized score in percent: 100 · (return − random) / (expert − random)
+ * (D4RL's `get_normalized_score` times 100, as reported in papers).
+ */
+export function normalizedScore(env: EnvName, episodeReturn: number): number {
+  const { refMinScore, refMaxScore } = ENV_SPECS[env];
+  return (100 * (episodeReturn - refMinScore)) / (refMaxScore - refMinScore);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gym v3 semantics, written out
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Gym v3 `is_healthy`. Comparisons are strict and written so that NaN counts as unhealthy
+ * (as NumPy's comparisons do). For Hopper, `state_vector()[2:]` is (qpos[2:], qvel) with the
+ * raw, unclipped velocities.
+ */
+export function isHealthy(spec: EnvSpec, qpos: ArrayLike<number>, qvel: ArrayLike<number>): boolean {
+  const z = qpos[1];
+  const angle = qpos[2];
+  const [zMin, zMax] = spec.healthyZRange;
+  const [angleMin, angleMax] = spec.healthyAngleRange;
+  if (!(zMin < z && z < zMax)) return false;
+  if (!(angleMin < angle && angle < angleMax)) return false;
+  if (spec.healthyStateRange !== null) {
+    const [lo, hi] = spec.healthyStateRange;
+    for (let i = 2; i < spec.nq; i++) if (!(lo < qpos[i] && qpos[i] < hi)) return false;
+    for (let i = 0; i < spec.nv; i++) if (!(lo < qvel[i] && qvel[i] < hi)) return false;
+  }
+  return true;
+}
+
+/** Gym v3 `_get_obs`: obs = [qpos[1:], clip(qvel, ±qvelClip)], rounded to float32. */
+function writeObservation(
+  spec: EnvSpec,
+  qpos: Float64Array,
+  qvel: Float64Array,
+  out: Float32Array,
+  offset: number,
+): void {
+  let k = offset;
+  for (let i = 1; i < spec.nq; i++) out[k++] = qpos[i];
+  const c = spec.qvelClip;
+  for (let i = 0; i < spec.nv; i++) out[k++] = Math.min(Math.max(qvel[i], -c), c);
+}
+
+// ---------------------------------------------------------------------------------------------
+// MuJoCo loading
+// ---------------------------------------------------------------------------------------------
+
+let mujocoPromise: Promise<MainModule> | null = null;
+
+/** The MuJoCo WASM module, instantiated once per process (later calls share the promise). */
+export function loadMujoco(): Promise<MainModule> {
+  if (mujocoPromise === null) {
+    mujocoPromise = loadMujocoFactory().catch((err) => {
+      mujocoPromise = null; // let a later call retry instead of caching the failure
+      throw err;
+    });
+  }
+  return mujocoPromise;
+}
+
+/** The model XML of an environment (the files under `./models`). */
+export function readModelXml(env: EnvName): Promise<string> {
+  return Deno.readTextFile(new URL(ENV_SPECS[env].xmlFile, import.meta.url));
+}
+
+/**
+ * Compiles the model of `env` and checks it against its spec (sizes, timestep, ctrlrange), so a
+ * wrong XML fails loudly instead of silently changing the dynamics. The caller owns the model
+ * and must `.delete()` it.
+ */
+export async function loadModel(env: EnvName): Promise<MjModel> {
+  const mujoco = await loadMujoco();
+  const spec = ENV_SPECS[env];
+  const model = mujoco.MjModel.from_xml_string(await readModelXml(env));
+  try {
+    const opt = model.opt; // a fresh wrapper per access: free it
+    const timestep = opt.timestep;
+    opt.delete();
+    const ctrlrange = model.actuator_ctrlrange as Float64Array;
+    const problems: string[] = [];
+    if (model.nq !== spec.nq || model.nv !== spec.nv || model.nu !== spec.actDim) {
+      problems.push(`nq/nv/nu ${model.nq}/${model.nv}/${model.nu}`);
+    }
+    if (timestep !== spec.timestep) problems.push(`timestep ${timestep}`);
+    for (let j = 0; j < spec.actDim; j++) {
+      if (ctrlrange[2 * j] !== spec.actionLow || ctrlrange[2 * j + 1] !== spec.actionHigh) {
+        problems.push(`ctrlrange of actuator ${j}`);
+      }
+    }
+    if (problems.length > 0) {
+      throw new Error(`${spec.xmlFile} does not match its spec: ${problems.join(", ")}`);
+    }
+    return model;
+  } catch (err) {
+    model.delete();
+    throw err;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One simulated environment (shared by the single and the vectorized class)
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * One MjData plus its episode bookkeeping. `data.qpos` etc. build a new typed-array view on every
+ * access (~0.4 µs), so the views are cached; they are re-made whenever the WASM heap has grown
+ * (creating any model/data can grow it, which detaches old views: their length becomes 0).
+ * `step` reports through fields rather than a returned object so that stepping allocates nothing.
+ */
+class Sim {
+  readonly data: MjData;
+  #qpos!: Float64Array;
+  #qvel!: Float64Array;
+  #ctrl!: Float64Array;
+  /** Model's reference configuration, Gym's init_qpos (init_qvel is zero). */
+  readonly #qpos0: Float64Array;
+  readonly #rng: Rng;
+  elapsedSteps = 0;
+  hasBeenReset = false;
+  /** Outcome of the last `step`. */
+  reward = 0;
+  terminated = false;
+  truncated = false;
+
+  constructor(
+    readonly mujoco: MainModule,
+    readonly model: MjModel,
+    readonly spec: EnvSpec,
+    rng: Rng,
+  ) {
+    this.data = new mujoco.MjData(model);
+    this.#qpos0 = Float64Array.from(model.qpos0 as Float64Array);
+    this.#rng = rng;
+    this.#refreshViews();
+  }
+
+  #refreshViews(): void {
+    this.#qpos = this.data.qpos;
+    this.#qvel = this.data.qvel;
+    this.#ctrl = this.data.ctrl;
+  }
+
+  /** Live view of qpos, valid until the next MuJoCo allocation. */
+  get qpos(): Float64Array {
+    if (this.#qpos.length === 0) this.#refreshViews();
+    return this.#qpos;
+  }
+
+  /** Live view of qvel, valid until the next MuJoCo allocation. */
+  get qvel(): Float64Array {
+    if (this.#qvel.length === 0) this.#refreshViews();
+    return this.#qvel;
+  }
+
+  /** Live view of ctrl, valid until the next MuJoCo allocation. */
+  get ctrl(): Float64Array {
+    if (this.#ctrl.length === 0) this.#refreshViews();
+    return this.#ctrl;
+  }
+
+  /**
+   * Gym `reset`: mj_resetData, then qpos = qpos0 + U(−s, s)^nq and qvel = U(−s, s)^nv (Hopper,
+   * Walker2d) or s·N(0, 1)^nv (HalfCheetah), qpos noise drawn first; then mj_forward.
+   */
+  reset(obs: Float32Array, offset: number): void {
+    const { spec } = this;
+    const s = spec.resetNoiseScale;
+    const rng = this.#rng;
+    this.mujoco.mj_resetData(this.model, this.data);
+    const qpos = this.qpos;
+    const qvel = this.qvel;
+    for (let i = 0; i < spec.nq; i++) qpos[i] = this.#qpos0[i] + rng.uniformRange(-s, s);
+    for (let i = 0; i < spec.nv; i++) {
+      qvel[i] = spec.qvelNoise === "normal" ? s * rng.normal() : rng.uniformRange(-s, s);
+    }
+    this.mujoco.mj_forward(this.model, this.data);
+    this.elapsedSteps = 0;
+    this.hasBeenReset = true;
+    writeObservation(spec, qpos, qvel, obs, offset);
+  }
+
+  /** Gym `set_state`: overwrite qpos / qvel and recompute derived quantities (mj_forward). */
+  setState(qposIn: ArrayLike<number>, qvelIn: ArrayLike<number>, obs: Float32Array, offset: number): void {
+    const { spec } = this;
+    if (qposIn.length !== spec.nq || qvelIn.length !== spec.nv) {
+      throw new RangeError(`setState expects qpos[${spec.nq}] and qvel[${spec.nv}]`);
+    }
+    const qpos = this.qpos;
+    const qvel = this.qvel;
+    for (let i = 0; i < spec.nq; i++) qpos[i] = qposIn[i];
+    for (let i = 0; i < spec.nv; i++) qvel[i] = qvelIn[i];
+    this.mujoco.mj_forward(this.model, this.data);
+    this.hasBeenReset = true;
+    writeObservation(spec, qpos, qvel, obs, offset);
+  }
+
+  /**
+   * Gym v3 `step`. ctrl = action (MuJoCo clamps it to ctrlrange inside mj_step; the control
+   * cost uses the action as given, unclipped, exactly like Gym), then frameSkip mj_steps:
+   *
+   *   x_velocity = (qpos_after[0] − qpos_before[0]) / dt
+   *   reward     = forward_weight · x_velocity + healthy_reward − ctrl_weight · Σ action²
+   *   terminated = terminate_when_unhealthy and not is_healthy(state after the step)
+   *   truncated  = elapsed steps ≥ horizon (TimeLimit; may coincide with terminated)
+   */
+  step(action: ArrayLike<number>, actOffset: number, obs: Float32Array, obsOffset: number): void {
+    const { spec, mujoco, model, data } = this;
+    if (!this.hasBeenReset) throw new Error(`${spec.gymId}: call reset() before step()`);
+
+    const xBefore = this.qpos[0];
+    const ctrl = this.ctrl;
+    let sumSquares = 0;
+    for (let j = 0; j < spec.actDim; j++) {
+      const a = action[actOffset + j];
+      ctrl[j] = a;
+      sumSquares += a * a;
+    }
+    for (let k = 0; k < spec.frameSkip; k++) mujoco.mj_step(model, data);
+    const qpos = this.qpos;
+    const qvel = this.qvel;
+    const xAfter = qpos[0];
+
+    const xVelocity = (xAfter - xBefore) / spec.dt;
+    const ctrlCost = spec.ctrlCostWeight * sumSquares;
+    this.reward = spec.forwardRewardWeight * xVelocity + spec.healthyReward - ctrlCost;
+    this.terminated = spec.terminateWhenUnhealthy && !isHealthy(spec, qpos, qvel);
+    this.elapsedSteps++;
+    this.truncated = this.elapsedSteps >= spec.horizon;
+
+    writeObservation(spec, qpos, qvel, obs, obsOffset);
+  }
+
+  dispose(): void {
+    this.data.delete();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public environments
+// ---------------------------------------------------------------------------------------------
+
+/** Options shared by both environment classes. */
+export interface EnvOptions {
+  /**
+   * Seed of the reset noise (default 0). A `LocomotionEnv` also accepts an `Rng` directly; a
+   * `VecLocomotionEnv` gives environment i the i-th `fork()` of `new Rng(seed)`.
+   */
+  seed?: number;
+}
+
+/** Result of {@link LocomotionEnv.step}. */
+export interface StepResult {
+  /** Next observation (a fresh array unless an output buffer was passed). */
+  obs: Float32Array;
+  reward: number;
+  /** The MDP ended (unhealthy); do not bootstrap. */
+  terminated: boolean;
+  /** The time limit was reached; bootstrap from `obs`. */
+  truncated: boolean;
+}
+
+/** One Gym-v3-compatible environment. Create with {@link LocomotionEnv.create}; `dispose()` when done. */
+export class LocomotionEnv {
+  /** Static description (sizes, dt, reward constants...). */
+  readonly spec: EnvSpec;
+  readonly #model: MjModel;
+  readonly #sim: Sim;
+
+  private constructor(mujoco: MainModule, model: MjModel, spec: EnvSpec, rng: Rng) {
+    this.spec = spec;
+    this.#model = model;
+    this.#sim = new Sim(mujoco, model, spec, rng);
+  }
+
+  /** Builds the environment; `rng` (or a seed, default 0) drives the reset noise. */
+  static async create(env: EnvName, options: EnvOptions & { rng?: Rng } = {}): Promise<LocomotionEnv> {
+    const mujoco = await loadMujoco();
+    const model = await loadModel(env);
+    const rng = options.rng ?? new Rng(options.seed ?? 0);
+    try {
+      return new LocomotionEnv(mujoco, model, ENV_SPECS[env], rng);
+    } catch (err) {
+      model.delete();
+      throw err;
+    }
+  }
+
+  /** Starts an episode from the noisy initial state; returns the first observation. */
+  reset(out: Float32Array = new Float32Array(this.spec.obsDim)): Float32Array {
+    this.#sim.reset(out, 0);
+    return out;
+  }
+
+  /** Advances one environment step (frameSkip physics steps) with `action` (length actDim). */
+  step(action: ArrayLike<number>, out: Float32Array = new Float32Array(this.spec.obsDim)): StepResult {
+    if (action.length !== this.spec.actDim) {
+      throw new RangeError(`${this.spec.gymId} expects ${this.spec.actDim} actions, got ${action.length}`);
+    }
+    const sim = this.#sim;
+    sim.step(action, 0, out, 0);
+    return { obs: out, reward: sim.reward, terminated: sim.terminated, truncated: sim.truncated };
+  }
+
+  /** Sets qpos / qvel (Gym `set_state`) and returns the matching observation; the step count is kept. */
+  setState(qpos: ArrayLike<number>, qvel: ArrayLike<number>): Float32Array {
+    const out = new Float32Array(this.spec.obsDim);
+    this.#sim.setState(qpos, qvel, out, 0);
+    return out;
+  }
+
+  /** A copy of the generalized positions (qpos[0] is x, qpos[1] z, qpos[2] the torso angle). */
+  getQpos(): Float64Array {
+    return this.#sim.qpos.slice();
+  }
+
+  /** A copy of the generalized velocities. */
+  getQvel(): Float64Array {
+    return this.#sim.qvel.slice();
+  }
+
+  /** Steps since the last reset. */
+  get elapsedSteps(): number {
+    return this.#sim.elapsedSteps;
+  }
+
+  /** The underlying MuJoCo model (advanced use; do not delete it). */
+  get model(): MjModel {
+    return this.#model;
+  }
+
+  /** The underlying MuJoCo data (advanced use; its array views detach when the WASM heap grows). */
+  get data(): MjData {
+    return this.#sim.data;
+  }
+
+  /** Frees the MuJoCo objects; the environment is unusable afterwards. */
+  dispose(): void {
+    this.#sim.dispose();
+    this.#model.delete();
+  }
+}
+
+/** Buffers returned by {@link VecLocomotionEnv.step}; they are overwritten by the next call. */
+export interface VecStepResult {
+  /** Next observations, numEnvs × obsDim row-major. */
+  obs: Float32Array;
+  rewards: Float64Array;
+  terminated: Uint8Array;
+  truncated: Uint8Array;
+}
+
+/**
+ * n independent environments sharing one MjModel, stepped from one flat action array. Nothing
+ * resets automatically: after a step with terminated/truncated set, the caller copies what it needs
+ * and calls `reset(i)` (collection), or stops stepping that environment (evaluation, via `active`).
+ */
+export class VecLocomotionEnv {
+  /** Static description (sizes, dt, reward constants...). */
+  readonly spec: EnvSpec;
+  readonly numEnvs: number;
+  /** Current observations of all environments (numEnvs × obsDim), updated in place. */
+  readonly obs: Float32Array;
+  readonly #rewards: Float64Array;
+  readonly #terminated: Uint8Array;
+  readonly #truncated: Uint8Array;
+  readonly #model: MjModel;
+  readonly #sims: Sim[];
+
+  private constructor(mujoco: MainModule, model: MjModel, spec: EnvSpec, numEnvs: number, seed: number) {
+    this.spec = spec;
+    this.numEnvs = numEnvs;
+    this.#model = model;
+    this.obs = new Float32Array(numEnvs * spec.obsDim);
+    this.#rewards = new Float64Array(numEnvs);
+    this.#terminated = new Uint8Array(numEnvs);
+    this.#truncated = new Uint8Array(numEnvs);
+    const root = new Rng(seed);
+    this.#sims = [];
+    try {
+      for (let i = 0; i < numEnvs; i++) this.#sims.push(new Sim(mujoco, model, spec, root.fork()));
+    } catch (err) {
+      for (const sim of this.#sims) sim.dispose();
+      throw err;
+    }
+  }
+
+  /** Builds `numEnvs` environments; environment i's reset noise comes from the i-th fork of `new Rng(seed)`. */
+  static async create(env: EnvName, numEnvs: number, options: EnvOptions = {}): Promise<VecLocomotionEnv> {
+    if (!Number.isInteger(numEnvs) || numEnvs < 1) {
+      throw new RangeError(`numEnvs must be ≥ 1, got ${numEnvs}`);
+    }
+    const mujoco = await loadMujoco();
+    const model = await loadModel(env);
+    try {
+      return new VecLocomotionEnv(mujoco, model, ENV_SPECS[env], numEnvs, options.seed ?? 0);
+    } catch (err) {
+      model.delete();
+      throw err;
+    }
+  }
+
+  /** Resets environment i; returns its new observation (a view into `obs`). */
+  reset(i: number): Float32Array {
+    const d = this.spec.obsDim;
+    this.#sims[this.#index(i)].reset(this.obs, i * d);
+    return this.obs.subarray(i * d, (i + 1) * d);
+  }
+
+  /** Resets every environment; returns `obs`. */
+  resetAll(): Float32Array {
+    for (let i = 0; i < this.numEnvs; i++) this.#sims[i].reset(this.obs, i * this.spec.obsDim);
+    return this.obs;
+  }
+
+  /**
+   * Steps every environment with its slice of `actions` (numEnvs × actDim). Environments with
+   * `active[i] === 0` are skipped: their obs stay, reward 0, flags 0.
+   */
+  step(actions: ArrayLike<number>, active?: ArrayLike<number>): VecStepResult {
+    const { obsDim, actDim } = this.spec;
+    if (actions.length !== this.numEnvs * actDim) {
+      throw new RangeError(`expected ${this.numEnvs * actDim} actions, got ${actions.length}`);
+    }
+    for (let i = 0; i < this.numEnvs; i++) {
+      if (active !== undefined && !active[i]) {
+        this.#rewards[i] = 0;
+        this.#terminated[i] = 0;
+        this.#truncated[i] = 0;
+        continue;
+      }
+      const sim = this.#sims[i];
+      sim.step(actions, i * actDim, this.obs, i * obsDim);
+      this.#rewards[i] = sim.reward;
+      this.#terminated[i] = sim.terminated ? 1 : 0;
+      this.#truncated[i] = sim.truncated ? 1 : 0;
+    }
+    return {
+      obs: this.obs,
+      rewards: this.#rewards,
+      terminated: this.#terminated,
+      truncated: this.#truncated,
+    };
+  }
+
+  /** Sets qpos / qvel of environment i (Gym `set_state`); returns its observation (a view into `obs`). */
+  setState(i: number, qpos: ArrayLike<number>, qvel: ArrayLike<number>): Float32Array {
+    const d = this.spec.obsDim;
+    this.#sims[this.#index(i)].setState(qpos, qvel, this.obs, i * d);
+    return this.obs.subarray(i * d, (i + 1) * d);
+  }
+
+  /** A copy of environment i's generalized positions. */
+  getQpos(i: number): Float64Array {
+    return this.#sims[this.#index(i)].qpos.slice();
+  }
+
+  /** A copy of environment i's generalized velocities. */
+  getQvel(i: number): Float64Array {
+    return this.#sims[this.#index(i)].qvel.slice();
+  }
+
+  /** Steps since environment i was last reset. */
+  elapsedSteps(i: number): number {
+    return this.#sims[this.#index(i)].elapsedSteps;
+  }
+
+  /** The shared MuJoCo model (advanced use; do not delete it). */
+  get model(): MjModel {
+    return this.#model;
+  }
+
+  /** Environment i's MuJoCo data (advanced use). */
+  data(i: number): MjData {
+    return this.#sims[this.#index(i)].data;
+  }
+
+  /** Frees every MjData and the shared MjModel. */
+  dispose(): void {
+    for (const sim of this.#sims) sim.dispose();
+    this.#model.delete();
+  }
+
+  #index(i: number): number {
+    if (!Number.isInteger(i) || i < 0 || i >= this.numEnvs) {
+      throw new RangeError(`env index ${i} out of range`);
+    }
+    return i;
+  }
+}
