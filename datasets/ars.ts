@@ -173,17 +173,22 @@ export function pushTransition(
   buf.size = n;
 }
 
-/** Trims a buffer's arrays to its size. */
-export function trimTransitions(buf: TransitionBuffers, obsDim: number, actDim: number): TransitionBuffers {
-  const n = buf.size;
+/** Rows [start, end) of a transition buffer, as a new trimmed buffer. */
+export function sliceTransitions(
+  t: TransitionBuffers,
+  start: number,
+  end: number,
+  obsDim: number,
+  actDim: number,
+): TransitionBuffers {
   return {
-    observations: buf.observations.slice(0, n * obsDim),
-    actions: buf.actions.slice(0, n * actDim),
-    rewards: buf.rewards.slice(0, n),
-    nextObservations: buf.nextObservations.slice(0, n * obsDim),
-    terminals: buf.terminals.slice(0, n),
-    timeouts: buf.timeouts.slice(0, n),
-    size: n,
+    observations: t.observations.slice(start * obsDim, end * obsDim),
+    actions: t.actions.slice(start * actDim, end * actDim),
+    rewards: t.rewards.slice(start, end),
+    nextObservations: t.nextObservations.slice(start * obsDim, end * obsDim),
+    terminals: t.terminals.slice(start, end),
+    timeouts: t.timeouts.slice(start, end),
+    size: end - start,
   };
 }
 
@@ -210,7 +215,12 @@ export interface RolloutBatch {
 export function rollouts(
   env: VecLocomotionEnv,
   policies: readonly LinearPolicy[],
-  options: { readonly rewardShift: number; readonly record: boolean; readonly actionNoise?: number; readonly rng?: Rng },
+  options: {
+    readonly rewardShift: number;
+    readonly record: boolean;
+    readonly actionNoise?: number;
+    readonly rng?: Rng;
+  },
 ): RolloutBatch {
   const { obsDim, actDim } = env.spec;
   const n = policies.length;
@@ -222,7 +232,8 @@ export function rollouts(
   const actions = new Float32Array(n * actDim);
   const prevObs = new Float32Array(n * obsDim);
   const scratch = new Float64Array(obsDim);
-  const transitions = options.record ? emptyTransitions(obsDim, actDim) : undefined;
+  // One buffer per environment, concatenated at the end: D4RL stores each episode contiguously.
+  const perEnv = options.record ? Array.from({ length: n }, () => emptyTransitions(obsDim, actDim, 256)) : undefined;
   // Welford over visited states (the states actions were taken in).
   let count = 0;
   const mean = new Float64Array(obsDim);
@@ -257,8 +268,21 @@ export function rollouts(
       lengths[i]++;
       const terminal = step.terminated[i] === 1;
       const timeout = !terminal && step.truncated[i] === 1;
-      if (transitions) {
-        pushTransition(transitions, obsDim, actDim, prevObs, i * obsDim, actions, i * actDim, r, step.obs, i * obsDim, terminal, timeout);
+      if (perEnv) {
+        pushTransition(
+          perEnv[i],
+          obsDim,
+          actDim,
+          prevObs,
+          i * obsDim,
+          actions,
+          i * actDim,
+          r,
+          step.obs,
+          i * obsDim,
+          terminal,
+          timeout,
+        );
       }
       if (terminal || timeout) {
         active[i] = 0;
@@ -266,11 +290,35 @@ export function rollouts(
       }
     }
   }
+  const transitions = perEnv ? concatTransitions(perEnv, obsDim, actDim) : undefined;
   return { returns, shiftedReturns, lengths, stateCount: count, stateMean: mean, stateM2: m2, transitions };
 }
 
+/** The rows of several buffers one after the other, trimmed to their sizes. */
+export function concatTransitions(parts: readonly TransitionBuffers[], obsDim: number, actDim: number): TransitionBuffers {
+  const size = parts.reduce((k, p) => k + p.size, 0);
+  const out = emptyTransitions(obsDim, actDim, size);
+  let at = 0;
+  for (const p of parts) {
+    out.observations.set(p.observations.subarray(0, p.size * obsDim), at * obsDim);
+    out.nextObservations.set(p.nextObservations.subarray(0, p.size * obsDim), at * obsDim);
+    out.actions.set(p.actions.subarray(0, p.size * actDim), at * actDim);
+    out.rewards.set(p.rewards.subarray(0, p.size), at);
+    out.terminals.set(p.terminals.subarray(0, p.size), at);
+    out.timeouts.set(p.timeouts.subarray(0, p.size), at);
+    at += p.size;
+  }
+  out.size = size;
+  return out;
+}
+
 /** Draws the N directions of one iteration from a stream seeded by (seed, iteration), for exact resume. */
-export function sampleDirections(seed: number, iteration: number, count: number, size: number): Float64Array[] {
+export function sampleDirections(
+  seed: number,
+  iteration: number,
+  count: number,
+  size: number,
+): Float64Array[] {
   const rng = new Rng(((seed * 1_000_003) ^ iteration) >>> 0);
   return Array.from({ length: count }, () => rng.fillNormal(new Float64Array(size)));
 }
@@ -283,7 +331,9 @@ export function arsUpdate(
   minus: ArrayLike<number>,
   config: ArsConfig,
 ): number {
-  const order = directions.map((_, k) => k).sort((i, j) => Math.max(plus[j], minus[j]) - Math.max(plus[i], minus[i]));
+  const order = directions.map((_, k) => k).sort((i, j) =>
+    Math.max(plus[j], minus[j]) - Math.max(plus[i], minus[i])
+  );
   const top = order.slice(0, config.topDirections);
   const kept = top.flatMap((k) => [plus[k], minus[k]]);
   const m = kept.reduce((a, b) => a + b, 0) / kept.length;

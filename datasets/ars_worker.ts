@@ -7,7 +7,7 @@
 /// <reference lib="deno.worker" />
 import { type EnvName, VecLocomotionEnv } from "../envs/locomotion.ts";
 import { Rng } from "../numerics/random.ts";
-import { type LinearPolicy, type RolloutBatch, rollouts, trimTransitions } from "./ars.ts";
+import { type LinearPolicy, type RolloutBatch, rollouts, sliceTransitions } from "./ars.ts";
 
 /** A batch of episodes to roll out, one per policy. */
 export interface RolloutRequest {
@@ -22,7 +22,10 @@ export interface RolloutRequest {
 }
 
 /** The answer to a `RolloutRequest`. */
-export type RolloutReply = { readonly id: number; readonly batch: RolloutBatch } | { readonly id: number; readonly error: string };
+export type RolloutReply = { readonly id: number; readonly batch: RolloutBatch } | {
+  readonly id: number;
+  readonly error: string;
+};
 
 self.onmessage = async (event: MessageEvent<RolloutRequest>) => {
   const request = event.data;
@@ -36,10 +39,14 @@ self.onmessage = async (event: MessageEvent<RolloutRequest>) => {
       rng: new Rng(request.seed ^ 0x5bd1e995),
     });
     const { obsDim, actDim } = env.spec;
-    const batch = raw.transitions ? { ...raw, transitions: trimTransitions(raw.transitions, obsDim, actDim) } : raw;
+    const batch = raw.transitions
+      ? { ...raw, transitions: sliceTransitions(raw.transitions, 0, raw.transitions.size, obsDim, actDim) }
+      : raw;
     const t = batch.transitions;
     const transfer = t
-      ? [t.observations, t.actions, t.rewards, t.nextObservations, t.terminals, t.timeouts].map((a) => a.buffer as ArrayBuffer)
+      ? [t.observations, t.actions, t.rewards, t.nextObservations, t.terminals, t.timeouts].map((a) =>
+        a.buffer as ArrayBuffer
+      )
       : [];
     self.postMessage({ id: request.id, batch } satisfies RolloutReply, { transfer });
   } catch (e) {

@@ -22,10 +22,12 @@ import {
   ARS_DEFAULTS,
   type ArsConfig,
   arsUpdate,
+  concatTransitions,
   emptyTransitions,
   type LinearPolicy,
   RunningStats,
   sampleDirections,
+  sliceTransitions,
   type TransitionBuffers,
 } from "./ars.ts";
 import { RolloutPool } from "./rollout_pool.ts";
@@ -116,42 +118,6 @@ function snapshot(weights: Float64Array, stats: RunningStats): LinearPolicy {
   return { weights: weights.slice(), mean: stats.mean.slice(), std: stats.std() };
 }
 
-function appendAll(into: TransitionBuffers, from: TransitionBuffers, obsDim: number, actDim: number): TransitionBuffers {
-  const n = into.size + from.size;
-  const grow = <T extends Float32Array | Uint8Array>(a: T, per: number, add: T): T => {
-    const need = n * per;
-    let out = a;
-    if (a.length < need) {
-      out = new (a.constructor as { new (k: number): T })(Math.max(need, 2 * a.length));
-      out.set(a.subarray(0, into.size * per));
-    }
-    out.set(add.subarray(0, from.size * per), into.size * per);
-    return out;
-  };
-  return {
-    observations: grow(into.observations, obsDim, from.observations),
-    actions: grow(into.actions, actDim, from.actions),
-    rewards: grow(into.rewards, 1, from.rewards),
-    nextObservations: grow(into.nextObservations, obsDim, from.nextObservations),
-    terminals: grow(into.terminals, 1, from.terminals),
-    timeouts: grow(into.timeouts, 1, from.timeouts),
-    size: n,
-  };
-}
-
-/** Rows [start, end) of a transition buffer. */
-function sliceTransitions(t: TransitionBuffers, start: number, end: number, obsDim: number, actDim: number): TransitionBuffers {
-  return {
-    observations: t.observations.slice(start * obsDim, end * obsDim),
-    actions: t.actions.slice(start * actDim, end * actDim),
-    rewards: t.rewards.slice(start, end),
-    nextObservations: t.nextObservations.slice(start * obsDim, end * obsDim),
-    terminals: t.terminals.slice(start, end),
-    timeouts: t.timeouts.slice(start, end),
-    size: end - start,
-  };
-}
-
 /**
  * At most `count` transitions made of whole episodes chosen at random (seeded), kept in their
  * original order. Episodes end at a terminal or a timeout.
@@ -182,9 +148,8 @@ export function subsampleEpisodes(
     total += length;
   }
   chosen.sort((a, b) => a - b);
-  let out = emptyTransitions(obsDim, actDim, total);
-  for (const e of chosen) out = appendAll(out, sliceTransitions(t, episodes[e][0], episodes[e][1], obsDim, actDim), obsDim, actDim);
-  return out;
+  const episodesKept = chosen.map((e) => sliceTransitions(t, episodes[e][0], episodes[e][1], obsDim, actDim));
+  return concatTransitions(episodesKept, obsDim, actDim);
 }
 
 /** Services a collection run needs from its caller. */
@@ -204,12 +169,26 @@ export async function collect(config: CollectConfig, services: CollectServices):
   try {
     if (config.kind === "random") {
       const rng = new Rng(config.seed);
-      const transitions = await rolloutUntil(pool, config, () => ({
-        weights: rng.fillNormal(new Float64Array(actDim * obsDim), 1 / Math.sqrt(obsDim)),
-        mean: new Float64Array(obsDim),
-        std: new Float64Array(obsDim).fill(1),
-      }), config.transitions, 0, config.seed, services.progress);
-      return { config, transitions, trainingIterations: 0, trainingSteps: 0, seconds: (performance.now() - started) / 1000 };
+      const transitions = await rolloutUntil(
+        pool,
+        config,
+        () => ({
+          weights: rng.fillNormal(new Float64Array(actDim * obsDim), 1 / Math.sqrt(obsDim)),
+          mean: new Float64Array(obsDim),
+          std: new Float64Array(obsDim).fill(1),
+        }),
+        config.transitions,
+        0,
+        config.seed,
+        services.progress,
+      );
+      return {
+        config,
+        transitions,
+        trainingIterations: 0,
+        trainingSteps: 0,
+        seconds: (performance.now() - started) / 1000,
+      };
     }
     const needExpert = config.kind === "expert" || config.kind === "medium-expert";
     const trained = await train(pool, config, needExpert, services);
@@ -217,7 +196,9 @@ export async function collect(config: CollectConfig, services: CollectServices):
     if (!medium) {
       fail(
         "numeric",
-        `ARS did not reach the medium score ${config.mediumScore.toFixed(1)} within ${config.maxIterations} iterations (last score ${trained.lastEval?.evalScore.toFixed(1)})`,
+        `ARS did not reach the medium score ${
+          config.mediumScore.toFixed(1)
+        } within ${config.maxIterations} iterations (last score ${trained.lastEval?.evalScore.toFixed(1)})`,
         "raise --max-iterations or try another --seed",
       );
     }
@@ -238,16 +219,48 @@ export async function collect(config: CollectConfig, services: CollectServices):
         transitions = subsampleEpisodes(trained.replay, config.transitions, config.seed, obsDim, actDim);
         break;
       case "medium":
-        transitions = await rolloutUntil(pool, config, fixed(medium), config.transitions, config.actionNoise, config.seed + 101, services.progress);
+        transitions = await rolloutUntil(
+          pool,
+          config,
+          fixed(medium),
+          config.transitions,
+          config.actionNoise,
+          config.seed + 101,
+          services.progress,
+        );
         break;
       case "expert":
-        transitions = await rolloutUntil(pool, config, fixed(expert!), config.transitions, config.actionNoise, config.seed + 202, services.progress);
+        transitions = await rolloutUntil(
+          pool,
+          config,
+          fixed(expert!),
+          config.transitions,
+          config.actionNoise,
+          config.seed + 202,
+          services.progress,
+        );
         break;
       case "medium-expert": {
         const half = Math.floor(config.transitions / 2);
-        const m = await rolloutUntil(pool, config, fixed(medium), half, config.actionNoise, config.seed + 101, services.progress);
-        const e = await rolloutUntil(pool, config, fixed(expert!), config.transitions - half, config.actionNoise, config.seed + 202, services.progress);
-        transitions = appendAll(m, e, obsDim, actDim);
+        const m = await rolloutUntil(
+          pool,
+          config,
+          fixed(medium),
+          half,
+          config.actionNoise,
+          config.seed + 101,
+          services.progress,
+        );
+        const e = await rolloutUntil(
+          pool,
+          config,
+          fixed(expert!),
+          config.transitions - half,
+          config.actionNoise,
+          config.seed + 202,
+          services.progress,
+        );
+        transitions = concatTransitions([m, e], obsDim, actDim);
         break;
       }
     }
@@ -278,15 +291,21 @@ async function rolloutUntil(
 ): Promise<TransitionBuffers> {
   const { obsDim, actDim } = ENV_SPECS[config.env];
   const bar = progress(`rollouts ${config.env} ${config.kind}`, count);
-  let out = emptyTransitions(obsDim, actDim, 0);
-  for (let round = 0; out.size < count; round++) {
+  const parts: TransitionBuffers[] = [];
+  for (let round = 0, size = 0; size < count; round++) {
     const policies = Array.from({ length: 8 }, policyFor);
-    const batch = await pool.run(policies, { seed: seed * 7919 + round * 31, rewardShift: 0, record: true, actionNoise });
-    out = appendAll(out, batch.transitions!, obsDim, actDim);
-    bar.update(Math.min(out.size, count));
+    const batch = await pool.run(policies, {
+      seed: seed * 7919 + round * 31,
+      rewardShift: 0,
+      record: true,
+      actionNoise,
+    });
+    parts.push(batch.transitions!);
+    size += batch.transitions!.size;
+    bar.update(Math.min(size, count));
   }
   bar.finish();
-  const cut = sliceTransitions(out, 0, count, obsDim, actDim);
+  const cut = sliceTransitions(concatTransitions(parts, obsDim, actDim), 0, count, obsDim, actDim);
   if (cut.terminals[count - 1] === 0) cut.timeouts[count - 1] = 1;
   return cut;
 }
@@ -299,8 +318,18 @@ async function train(
 ): Promise<TrainingState> {
   const { obsDim, actDim } = ENV_SPECS[config.env];
   const { ars } = config;
-  const fingerprint = JSON.stringify({ env: config.env, seed: config.seed, ars, mediumScore: config.mediumScore, evalEvery: config.evalEvery, evalEpisodes: config.evalEpisodes, workers: services.workers ?? navigator.hardwareConcurrency });
-  const resumed = services.checkpointDir ? (await loadCheckpoint(services.checkpointDir)) as TrainingState | undefined : undefined;
+  const fingerprint = JSON.stringify({
+    env: config.env,
+    seed: config.seed,
+    ars,
+    mediumScore: config.mediumScore,
+    evalEvery: config.evalEvery,
+    evalEpisodes: config.evalEpisodes,
+    workers: services.workers ?? navigator.hardwareConcurrency,
+  });
+  const resumed = services.checkpointDir
+    ? (await loadCheckpoint(services.checkpointDir)) as TrainingState | undefined
+    : undefined;
   const state: TrainingState = resumed?.fingerprint === fingerprint ? resumed : {
     iteration: 0,
     weights: new Float64Array(actDim * obsDim),
@@ -314,8 +343,11 @@ async function train(
   if (resumed && state === resumed) services.log({ event: "resume", iteration: state.iteration });
   const stats = new RunningStats(obsDim);
   stats.merge(state.statsCount, state.statsMean, state.statsM2);
+  // Collected transitions, joined only at checkpoints and at the end (joining every iteration is quadratic).
+  const replayParts: TransitionBuffers[] = [state.replay];
   const bar = services.progress(`ARS ${config.env}`, config.maxIterations);
-  const done = () => state.medium && (!needExpert || (state.lastEval?.evalScore ?? -Infinity) >= config.expertScore);
+  const done = () =>
+    state.medium && (!needExpert || (state.lastEval?.evalScore ?? -Infinity) >= config.expertScore);
   while (!done() && state.iteration < config.maxIterations) {
     const i = state.iteration;
     const directions = sampleDirections(config.seed, i, ars.directions, actDim * obsDim);
@@ -325,33 +357,57 @@ async function train(
       { weights: state.weights.map((w, k) => w + ars.noise * d[k]), mean, std },
       { weights: state.weights.map((w, k) => w - ars.noise * d[k]), mean, std },
     ]);
-    const batch = await pool.run(policies, { seed: config.seed * 1_000_003 + 2 * i, rewardShift: ars.rewardShift, record: !state.medium });
+    const batch = await pool.run(policies, {
+      seed: config.seed * 1_000_003 + 2 * i,
+      rewardShift: ars.rewardShift,
+      record: !state.medium,
+    });
     const plus = directions.map((_, k) => batch.shiftedReturns[2 * k]);
     const minus = directions.map((_, k) => batch.shiftedReturns[2 * k + 1]);
     arsUpdate(state.weights, directions, plus, minus, ars);
     stats.merge(batch.stateCount, batch.stateMean, batch.stateM2);
     state.steps += batch.stateCount;
-    if (batch.transitions) state.replay = appendAll(state.replay, batch.transitions, obsDim, actDim);
+    if (batch.transitions) replayParts.push(batch.transitions);
     state.iteration = i + 1;
     if (state.iteration % config.evalEvery === 0) {
       const policy = snapshot(state.weights, stats);
-      const evaluation = await pool.run(Array.from({ length: config.evalEpisodes }, () => policy), { seed: config.seed * 1_000_003 + 2 * i + 1, rewardShift: 0, record: false });
+      const evaluation = await pool.run(Array.from({ length: config.evalEpisodes }, () => policy), {
+        seed: config.seed * 1_000_003 + 2 * i + 1,
+        rewardShift: 0,
+        record: false,
+      });
       const evalReturn = evaluation.returns.reduce((a, b) => a + b, 0) / evaluation.returns.length;
       const evalScore = normalizedScore(config.env, evalReturn);
       state.lastEval = { iteration: state.iteration, evalReturn, evalScore };
-      services.log({ event: "ars-eval", iteration: state.iteration, steps: state.steps, evalReturn, evalScore, replay: state.replay.size });
+      services.log({
+        event: "ars-eval",
+        iteration: state.iteration,
+        steps: state.steps,
+        evalReturn,
+        evalScore,
+        replay: replayParts.reduce((k, p) => k + p.size, 0),
+      });
       if (!state.medium && evalScore >= config.mediumScore) {
         state.medium = { policy, iteration: state.iteration, evalReturn, evalScore };
-        services.log({ event: "medium-reached", iteration: state.iteration, evalScore, replay: state.replay.size });
+        services.log({
+          event: "medium-reached",
+          iteration: state.iteration,
+          evalScore,
+          replay: replayParts.reduce((k, p) => k + p.size, 0),
+        });
       }
     }
     state.statsCount = stats.count;
     state.statsMean = stats.mean;
     state.statsM2 = stats.m2;
     bar.update(state.iteration, { score: state.lastEval?.evalScore ?? NaN, steps: state.steps });
-    if (services.checkpointDir && state.iteration % 50 === 0) await saveCheckpoint(services.checkpointDir, state);
+    if (services.checkpointDir && state.iteration % 50 === 0) {
+      state.replay = concatTransitions(replayParts.splice(0), obsDim, actDim);
+      replayParts.push(state.replay);
+      await saveCheckpoint(services.checkpointDir, state);
+    }
   }
   bar.finish();
+  state.replay = concatTransitions(replayParts, obsDim, actDim);
   return state;
 }
-

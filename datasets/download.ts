@@ -35,11 +35,19 @@ export async function verifyFile(file: RemoteFile): Promise<string> {
   const info = await Deno.stat(file.path);
   const redo = `delete ${file.path} and run again to download it from ${file.url}`;
   if (file.bytes !== undefined && info.size !== file.bytes) {
-    fail("checksum", `${file.path} has ${info.size} bytes, expected ${file.bytes} (truncated or a different file)`, redo);
+    fail(
+      "checksum",
+      `${file.path} has ${info.size} bytes, expected ${file.bytes} (truncated or a different file)`,
+      redo,
+    );
   }
   const sha256 = await fileSha256(file.path);
   if (file.sha256 !== undefined && sha256 !== file.sha256) {
-    fail("checksum", `${file.path} has sha256 ${sha256.slice(0, 12)}…, expected ${file.sha256.slice(0, 12)}…`, redo);
+    fail(
+      "checksum",
+      `${file.path} has sha256 ${sha256.slice(0, 12)}…, expected ${file.sha256.slice(0, 12)}…`,
+      redo,
+    );
   }
   return sha256;
 }
@@ -51,7 +59,11 @@ export async function download(file: RemoteFile, progress: ProgressFactory): Pro
   try {
     response = await fetch(file.url);
   } catch (e) {
-    fail("network", `${file.path} is missing and ${file.url} could not be reached (${(e as Error).message.split("\n")[0]})`, offlineHint);
+    fail(
+      "network",
+      `${file.path} is missing and ${file.url} could not be reached (${(e as Error).message.split("\n")[0]})`,
+      offlineHint,
+    );
   }
   if (!response.ok || !response.body) {
     await response.body?.cancel();
@@ -75,10 +87,18 @@ export async function download(file: RemoteFile, progress: ProgressFactory): Pro
     bar.finish();
     const sha256 = hash.digest("hex");
     if (file.bytes !== undefined && received !== file.bytes) {
-      fail("checksum", `download of ${file.url} gave ${received} bytes, expected ${file.bytes}`, "run again; the connection was probably cut");
+      fail(
+        "checksum",
+        `download of ${file.url} gave ${received} bytes, expected ${file.bytes}`,
+        "run again; the connection was probably cut",
+      );
     }
     if (file.sha256 !== undefined && sha256 !== file.sha256) {
-      fail("checksum", `download of ${file.url} has sha256 ${sha256.slice(0, 12)}…, expected ${file.sha256.slice(0, 12)}…`, "run again; if it persists the file on the server changed");
+      fail(
+        "checksum",
+        `download of ${file.url} has sha256 ${sha256.slice(0, 12)}…, expected ${file.sha256.slice(0, 12)}…`,
+        "run again; if it persists the file on the server changed",
+      );
     }
     await Deno.rename(tmp, file.path);
     return sha256;

@@ -5,8 +5,8 @@
  * @module
  */
 
-import type { EnvName } from "../envs/locomotion.ts";
-import { type LinearPolicy, type RolloutBatch, RunningStats, type TransitionBuffers } from "./ars.ts";
+import { ENV_SPECS, type EnvName } from "../envs/locomotion.ts";
+import { concatTransitions, type LinearPolicy, type RolloutBatch, RunningStats } from "./ars.ts";
 import type { RolloutReply, RolloutRequest } from "./ars_worker.ts";
 
 /** Parallel rollouts of linear policies. `close()` when done. */
@@ -33,7 +33,12 @@ export class RolloutPool {
    */
   async run(
     policies: readonly LinearPolicy[],
-    options: { readonly seed: number; readonly rewardShift: number; readonly record: boolean; readonly actionNoise?: number },
+    options: {
+      readonly seed: number;
+      readonly rewardShift: number;
+      readonly record: boolean;
+      readonly actionNoise?: number;
+    },
   ): Promise<RolloutBatch> {
     const chunks = Math.min(this.#workers.length, policies.length);
     const per = Math.ceil(policies.length / chunks);
@@ -58,7 +63,7 @@ export class RolloutPool {
       if ("error" in r) throw new Error(`rollout worker failed: ${r.error}`);
       return r.batch;
     });
-    return mergeBatches(batches);
+    return mergeBatches(batches, ENV_SPECS[this.env]);
   }
 
   /** Terminates the workers. */
@@ -77,20 +82,11 @@ function concat<T extends Float32Array | Float64Array | Int32Array | Uint8Array>
   return out;
 }
 
-function mergeBatches(batches: RolloutBatch[]): RolloutBatch {
+function mergeBatches(batches: RolloutBatch[], env: { obsDim: number; actDim: number }): RolloutBatch {
   const states = new RunningStats(batches[0].stateMean.length);
   for (const b of batches) states.merge(b.stateCount, b.stateMean, b.stateM2);
-  const withTransitions = batches.every((b) => b.transitions);
-  const transitions: TransitionBuffers | undefined = withTransitions
-    ? {
-      observations: concat(batches.map((b) => b.transitions!.observations)),
-      actions: concat(batches.map((b) => b.transitions!.actions)),
-      rewards: concat(batches.map((b) => b.transitions!.rewards)),
-      nextObservations: concat(batches.map((b) => b.transitions!.nextObservations)),
-      terminals: concat(batches.map((b) => b.transitions!.terminals)),
-      timeouts: concat(batches.map((b) => b.transitions!.timeouts)),
-      size: batches.reduce((n, b) => n + b.transitions!.size, 0),
-    }
+  const transitions = batches.every((b) => b.transitions)
+    ? concatTransitions(batches.map((b) => b.transitions!), env.obsDim, env.actDim)
     : undefined;
   return {
     returns: concat(batches.map((b) => b.returns)),

@@ -19,7 +19,7 @@ export function settingPaths(config: Readonly<Record<string, unknown>>, prefix =
 }
 
 /** Returns a copy of `config` with `assignments` (`path=value`) applied, or the first error. */
-export function applyOverrides<T extends Record<string, unknown>>(
+export function applyOverrides<T extends object>(
   config: T,
   assignments: readonly string[],
 ): T | PipelineError {
@@ -36,13 +36,13 @@ export function applyOverrides<T extends Record<string, unknown>>(
     for (const part of parts.slice(0, -1)) {
       const next = node[part];
       if (next === null || typeof next !== "object" || Array.isArray(next)) {
-        return unknownSetting(path, config);
+        return unknownSetting(path, config as Record<string, unknown>);
       }
       node = next as Record<string, Json>;
     }
     const leaf = parts[parts.length - 1];
     if (!(leaf in node) || (node[leaf] !== null && typeof node[leaf] === "object" && !Array.isArray(node[leaf]))) {
-      return unknownSetting(path, config);
+      return unknownSetting(path, config as Record<string, unknown>);
     }
     const parsed = parseLike(node[leaf], raw, path);
     if (typeof parsed === "object" && parsed !== null && "kind" in (parsed as object)) return parsed as PipelineError;

@@ -9,7 +9,7 @@
 export interface Progress {
   /** Reports that `done` of `total` units are finished; `info` is shown beside (e.g. loss). */
   update(done: number, info?: Readonly<Record<string, number | string>>): void;
-  /** Marks the loop finished (prints the final state once). */
+  /** Marks the loop finished: prints the last reported state once, with a newline on a terminal. */
   finish(): void;
 }
 
@@ -54,7 +54,6 @@ export function consoleProgress(options: ConsoleProgressOptions = {}): ProgressF
         if (now() - lastDraw >= (tty ? 100 : interval)) draw(false);
       },
       finish() {
-        lastDone = total;
         draw(true);
       },
     };

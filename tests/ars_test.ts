@@ -63,6 +63,11 @@ Deno.test("rollouts record D4RL-layout transitions consistent with the returns",
     // Every episode ends in exactly one terminal or timeout, and actions respect the bounds.
     const ends = Array.from(t.terminals).reduce((a, b) => a + b, 0) + Array.from(t.timeouts).reduce((a, b) => a + b, 0);
     assert.equal(ends, 3);
+    // Episodes are stored contiguously: within one, each next observation is the following row.
+    for (let i = 0; i + 1 < t.size; i++) {
+      if (t.terminals[i] || t.timeouts[i]) continue;
+      assert.deepEqual(t.nextObservations.subarray(i * obsDim, (i + 1) * obsDim), t.observations.subarray((i + 1) * obsDim, (i + 2) * obsDim), `row ${i}`);
+    }
     assert.ok(t.actions.subarray(0, t.size * actDim).every((a) => a >= -1 && a <= 1));
   } finally {
     env.dispose();

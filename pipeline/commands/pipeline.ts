@@ -1,0 +1,78 @@
+/**
+ * `deno task pipeline [dataset] [options]`: the main command. The dataset is `embedded` (default,
+ * offline), a D4RL alias such as `hopper-m-r`, or a path to an HDF5 file in D4RL layout.
+ * @module
+ */
+
+import { d4rlAliases } from "../../datasets/d4rl.ts";
+import { normalizedScore } from "../../envs/locomotion.ts";
+import { BACKEND_ENV, initBackend, requestedBackend } from "../backend.ts";
+import { helpText, parseCommandLine } from "../cli.ts";
+import { applyOverrides } from "../config.ts";
+import { pipelineError } from "../errors.ts";
+import { type PipelineConfig, PRESETS, runPipeline, STAGE_NAMES } from "../obd.ts";
+import { createRuntime } from "../runtime.ts";
+import { exitWithError, isError, openRun } from "./common.ts";
+
+const OPTIONS = {
+  backend: { type: "string", help: `tensor backend: wasm (default), cpu, tensorflow (or ${BACKEND_ENV})` },
+  preset: { type: "string", help: `settings preset: ${Object.keys(PRESETS).join(", ")} (default quick)` },
+  set: { type: "string", multiple: true, help: "override one setting, e.g. --set load.minTransitions=10000" },
+  force: { type: "string", multiple: true, help: `recompute a stage even if cached (${STAGE_NAMES.join(", ")})` },
+  help: { type: "boolean", help: "show this help" },
+} as const;
+const USAGE = "deno task pipeline [embedded|<d4rl alias>|<file.hdf5>] [options]";
+
+async function main(args: string[]): Promise<void> {
+  const parsed = parseCommandLine(args, OPTIONS, 1);
+  if (isError(parsed)) exitWithError(parsed);
+  if (parsed.values.help) {
+    console.log(helpText(USAGE, OPTIONS) + `\ndatasets: embedded, ${d4rlAliases().join(", ")}, or a path\n`);
+    return;
+  }
+  const v = parsed.values;
+  const presetName = (v.preset as string | undefined) ?? "quick";
+  const preset = PRESETS[presetName];
+  if (!preset) exitWithError(pipelineError("config", `unknown preset "${presetName}"`, `choose one of ${Object.keys(PRESETS).join(", ")}`));
+  const config = applyOverrides<PipelineConfig>(preset, (v.set as string[] | undefined) ?? []);
+  if (isError(config)) exitWithError(config);
+  const force = (v.force as string[] | undefined) ?? [];
+  const unknownStage = force.find((s) => !(STAGE_NAMES as readonly string[]).includes(s));
+  if (unknownStage) exitWithError(pipelineError("config", `--force ${unknownStage}: no such stage`, `stages: ${STAGE_NAMES.join(", ")}`));
+  const backendName = requestedBackend(v.backend as string | undefined, Deno.env.get(BACKEND_ENV));
+  if (isError(backendName)) exitWithError(backendName);
+  const backend = await initBackend(backendName);
+  if (isError(backend)) exitWithError(backend);
+
+  const dataset = parsed.positionals[0] ?? "embedded";
+  const run = openRun(`pipeline-${dataset.split("/").pop()}`);
+  console.error(`pipeline: dataset ${dataset}, preset ${presetName}, backend ${backend.label} (${backend.threads} threads, tfjs ${backend.tfjsVersion}); log ${run.dir}/metrics.jsonl`);
+  run.metrics.log({ event: "start", dataset, preset: presetName, config, backend: backend.label, threads: backend.threads });
+  const rt = createRuntime({ cacheRoot: "data/cache", backend: backend.label, force, progress: run.progress, metrics: run.metrics, report: (l) => console.error(`  ${l}`) });
+  const result = await runPipeline(rt, dataset, config)();
+  if (result._tag === "Left") {
+    run.metrics.log({ event: "failed", error: result.left });
+    run.metrics.close();
+    exitWithError(result.left);
+  }
+  const d = result.right.dataset.value;
+  const returns = Array.from(d.episodeReturns);
+  const meanReturn = returns.reduce((a, b) => a + b, 0) / Math.max(1, returns.length);
+  const summary = {
+    dataset,
+    env: d.env,
+    file: d.file,
+    transitions: d.n,
+    episodes: returns.length,
+    meanEpisodeReturn: +meanReturn.toFixed(2),
+    meanNormalizedReturn: +normalizedScore(d.env, meanReturn).toFixed(2),
+    maxNormalizedReturn: +normalizedScore(d.env, Math.max(...returns)).toFixed(2),
+    stagesComputed: Object.fromEntries(rt.executions),
+    runDir: run.dir,
+  };
+  run.metrics.log({ event: "done", ...summary });
+  run.metrics.close();
+  console.log(JSON.stringify(summary));
+}
+
+if (import.meta.main) await main(Deno.args);
