@@ -254,6 +254,32 @@ Deno.test("missing and non-HDF5 files are 'input' errors naming the file", async
   }
 });
 
+Deno.test("a corrupt compressed chunk is an 'input' error, not silently garbage values", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const path = `${dir}/corrupt.hdf5`;
+    const { offset } = await python(
+      `
+import sys, json, h5py, numpy as np
+with h5py.File(sys.argv[1], "w") as f:
+    f.create_dataset("observations", data=np.arange(22000, dtype=np.float32).reshape(2000, 11),
+                     compression="gzip", chunks=(500, 11))
+with h5py.File(sys.argv[1], "r") as f:
+    print(json.dumps({"offset": f["observations"].id.get_chunk_info(1).byte_offset}))
+`,
+      path,
+    );
+    assert.ok(offset > 0);
+    assert.equal((await readD4rlFile(path)).datasets.observations?.data[21999], 21999); // intact: reads
+    const bytes = await Deno.readFile(path);
+    for (let i = offset + 10; i < offset + 200; i++) bytes[i] ^= 0x5a;
+    await Deno.writeFile(path, bytes);
+    await assertFails(readD4rlFile(path), "input", [path, "failed to read dataset 'observations'"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("a D4RL key of an unusable dtype is an 'input' error naming key and dtype", async () => {
   const dir = await Deno.makeTempDir();
   try {

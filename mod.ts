@@ -1,0 +1,32 @@
+/**
+ * obd — offline behavior distillation on Deno. The public API, for scripts and notebooks:
+ *
+ * ```ts
+ * import { createRuntime, initBackend, loadStage, locateDataset, runPipeline, PRESETS } from "./mod.ts";
+ * await initBackend("wasm");
+ * const rt = createRuntime({ cacheRoot: "data/cache", backend: "wasm" });
+ * const result = await runPipeline(rt, "embedded", PRESETS.quick)();
+ * ```
+ * @module
+ */
+
+// Pipeline runtime
+export { type Artifact, createRuntime, runStage, type Runtime, stageKey } from "./pipeline/runtime.ts";
+export { defineStage, type Stage, type StageContext } from "./pipeline/stage.ts";
+export { ArtifactCache, type Manifest } from "./pipeline/cache.ts";
+export { type ErrorKind, formatError, type PipelineError, pipelineError } from "./pipeline/errors.ts";
+export { BACKENDS, type BackendInfo, type BackendName, initBackend } from "./pipeline/backend.ts";
+export { consoleProgress, type Progress, type ProgressFactory, silentProgress } from "./pipeline/progress.ts";
+export { fileMetricsLog, memoryMetricsLog, type MetricsLog } from "./pipeline/metrics.ts";
+export { loadCheckpoint, saveCheckpoint } from "./pipeline/checkpoint.ts";
+export { type PipelineConfig, PRESETS, runPipeline, STAGE_NAMES } from "./pipeline/obd.ts";
+
+// Stages
+export { EMBEDDED_DATASET, type LoadConfig, loadStage, type LocatedDataset, locateDataset, type OfflineDataset } from "./stages/load.ts";
+
+// Environments and datasets
+export { ENV_NAMES, ENV_SPECS, type EnvName, LocomotionEnv, normalizedScore, VecLocomotionEnv } from "./envs/locomotion.ts";
+export { episodeReturns, observationStats, qlearningView, resolveD4rlAlias, validateD4rl } from "./datasets/d4rl.ts";
+export { readD4rlFile, writeD4rlFile } from "./datasets/hdf5.ts";
+export { collect, type CollectConfig, DATASET_KINDS, defaultCollectConfig } from "./datasets/collect.ts";
+export { Rng } from "./numerics/random.ts";

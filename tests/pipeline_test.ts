@@ -1,0 +1,94 @@
+/**
+ * The pipeline on the embedded dataset through the real load stage: cache reuse counted by stage
+ * executions, bad input as typed errors that cache nothing, statistics against numpy.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { type PipelineConfig, PRESETS, runPipeline } from "../pipeline/obd.ts";
+import type { PipelineError } from "../pipeline/errors.ts";
+import { createRuntime } from "../pipeline/runtime.ts";
+import { EMBEDDED_DATASET } from "../stages/load.ts";
+
+async function run(cacheRoot: string, dataset: string, config: PipelineConfig = PRESETS.quick, force: string[] = []) {
+  const rt = createRuntime({ cacheRoot, backend: "cpu", force });
+  const result = await runPipeline(rt, dataset, config)();
+  return { result, counts: Object.fromEntries(rt.executions) };
+}
+
+function leftOf(result: { _tag: string }): PipelineError {
+  assert.equal(result._tag, "Left", JSON.stringify(result).slice(0, 300));
+  return (result as unknown as { left: PipelineError }).left;
+}
+
+async function entries(dir: string): Promise<string[]> {
+  return await Array.fromAsync(Deno.readDir(dir)).then((es) => es.map((e) => e.name).filter((n) => !n.startsWith(".work-")), () => []);
+}
+
+Deno.test("the embedded dataset loads once and is reused; --force and a config change recompute load", async () => {
+  const cache = await Deno.makeTempDir();
+  const first = await run(cache, "embedded");
+  assert.deepEqual(first.counts, { load: 1 });
+  assert.equal(first.result._tag, "Right");
+  assert.deepEqual((await run(cache, "embedded")).counts, {});
+  assert.deepEqual((await run(cache, "embedded", PRESETS.quick, ["load"])).counts, { load: 1 });
+  const changed = { ...PRESETS.quick, load: { minTransitions: 1000 } };
+  assert.deepEqual((await run(cache, "embedded", changed)).counts, { load: 1 });
+  assert.equal((await entries(join(cache, "load"))).length, 2);
+});
+
+Deno.test("states are normalized with mean and std + 1e-3 equal to numpy's over the same file", async () => {
+  const cache = await Deno.makeTempDir();
+  const { result } = await run(cache, "embedded");
+  assert.equal(result._tag, "Right");
+  const d = (result as { right: { dataset: { value: import("../stages/load.ts").OfflineDataset } } }).right.dataset.value;
+  const script = `
+import h5py, json, numpy as np
+f = h5py.File(${JSON.stringify(EMBEDDED_DATASET.file)}, "r")
+o = f["observations"][:].astype(np.float64)
+r = f["rewards"][:].astype(np.float64); t = f["terminals"][:]; to = f["timeouts"][:]
+ends = np.where(t | to)[0]
+starts = np.r_[0, ends[:-1] + 1]
+print(json.dumps({"mean": o.mean(0).tolist(), "std": (o.std(0) + 1e-3).tolist(), "n": len(o),
+  "returns": [float(r[s:e + 1].sum()) for s, e in zip(starts, ends)]}))`;
+  const out = await new Deno.Command("/usr/bin/python3", { args: ["-c", script], stdout: "piped", stderr: "piped" }).output();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  const ref = JSON.parse(new TextDecoder().decode(out.stdout));
+  assert.equal(d.n, ref.n);
+  for (let j = 0; j < d.obsDim; j++) {
+    assert.ok(Math.abs(d.stateMean[j] - ref.mean[j]) < 1e-5 * (1 + Math.abs(ref.mean[j])), `mean ${j}`);
+    assert.ok(Math.abs(d.stateStd[j] - ref.std[j]) < 1e-5 * (1 + ref.std[j]), `std ${j}`);
+  }
+  assert.equal(d.episodeReturns.length, ref.returns.length);
+  for (let e = 0; e < ref.returns.length; e++) assert.ok(Math.abs(d.episodeReturns[e] - ref.returns[e]) < 1e-3);
+});
+
+Deno.test("a truncated file is an input error naming it, and nothing is cached", async () => {
+  const cache = await Deno.makeTempDir();
+  const dir = await Deno.makeTempDir();
+  const bytes = await Deno.readFile(EMBEDDED_DATASET.file);
+  const truncated = join(dir, "hopper_truncated.hdf5");
+  await Deno.writeFile(truncated, bytes.subarray(0, Math.floor(bytes.length / 2)));
+  const error = leftOf((await run(cache, truncated)).result);
+  assert.equal(error.kind, "input");
+  assert.equal(error.stage, "load");
+  assert.match(error.message, /hopper_truncated\.hdf5/);
+  assert.deepEqual(await entries(join(cache, "load")), []);
+});
+
+Deno.test("a dataset smaller than load.minTransitions is refused with the numbers", async () => {
+  const cache = await Deno.makeTempDir();
+  const error = leftOf((await run(cache, "embedded", { ...PRESETS.quick, load: { minTransitions: 1_000_000 } })).result);
+  assert.equal(error.kind, "input");
+  assert.match(error.message, /39989|1000000|1,000,000/);
+  assert.deepEqual(await entries(join(cache, "load")), []);
+});
+
+Deno.test("a missing file and an unknown alias are errors that say what to do", async () => {
+  const cache = await Deno.makeTempDir();
+  const missing = leftOf((await run(cache, "data/nothing-here.hdf5")).result);
+  assert.equal(missing.kind, "input");
+  assert.match(missing.message, /data\/nothing-here\.hdf5 does not exist/);
+  const alias = leftOf((await run(cache, "hopper-medium-replayy")).result);
+  assert.equal(alias.kind, "config");
+  assert.match(alias.message, /hopper-m-r/);
+});
