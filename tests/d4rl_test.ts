@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { PipelineFailure } from "../pipeline/errors.ts";
+import { assertFails, python } from "./helpers.ts";
 import type { D4rlArrays, RawD4rlFile } from "../datasets/hdf5.ts";
 import { writeD4rlFile } from "../datasets/hdf5.ts";
 import {
@@ -20,21 +20,6 @@ import {
   validateD4rl,
 } from "../datasets/d4rl.ts";
 
-/** Asserts that `run` throws (or rejects with) a PipelineFailure of `kind` whose one-line message has every part. */
-async function assertFails(run: () => unknown, kind: string, parts: string[]): Promise<void> {
-  let caught: unknown;
-  try {
-    await run();
-  } catch (e) {
-    caught = e;
-  }
-  assert.ok(caught instanceof PipelineFailure, `expected a PipelineFailure, got ${caught}`);
-  assert.equal(caught.error.kind, kind, caught.error.message);
-  for (const part of parts) {
-    assert.ok(caught.error.message.includes(part), `'${part}' not in: ${caught.error.message}`);
-  }
-  assert.ok(!caught.error.message.includes("\n"));
-}
 
 function hopperArrays(n: number): D4rlArrays {
   return {
@@ -66,19 +51,6 @@ function rawOf(arrays: D4rlArrays, path = "mem.hdf5"): RawD4rlFile {
   };
 }
 
-async function python(code: string, ...args: string[]): Promise<any> {
-  const out = await new Deno.Command("/usr/bin/python3", {
-    args: ["-c", code, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  })
-    .output();
-  assert.ok(
-    out.success,
-    `python failed (install Debian's python3-h5py):\n${new TextDecoder().decode(out.stderr)}`,
-  );
-  return JSON.parse(new TextDecoder().decode(out.stdout));
-}
 
 Deno.test("registry: 15 datasets, short and long aliases, file names, URLs and known facts", () => {
   assert.equal(D4RL_DATASETS.length, 15);

@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { PipelineFailure } from "../pipeline/errors.ts";
+import { assertFails, python, REPO_ROOT } from "./helpers.ts";
 import {
   atomicWrite,
   type D4rlArrays,
@@ -15,7 +15,6 @@ import {
   writeD4rlFile,
 } from "../datasets/hdf5.ts";
 
-const REPO_ROOT = new URL("..", import.meta.url).pathname;
 
 /** Deterministic arrays with values exactly representable in float32 (so comparisons can be exact). */
 function makeArrays(n: number, obsDim: number, actDim: number, withNext = true): D4rlArrays {
@@ -34,34 +33,6 @@ function makeArrays(n: number, obsDim: number, actDim: number, withNext = true):
   };
 }
 
-/** Runs Python code with Debian's h5py; `argv[1:]` are `args`. Returns stdout parsed as JSON. */
-async function python(code: string, ...args: string[]): Promise<any> {
-  const out = await new Deno.Command("/usr/bin/python3", {
-    args: ["-c", code, ...args],
-    stdout: "piped",
-    stderr: "piped",
-  })
-    .output();
-  const stderr = new TextDecoder().decode(out.stderr);
-  assert.ok(out.success, `python failed (install Debian's python3-h5py):\n${stderr}`);
-  return JSON.parse(new TextDecoder().decode(out.stdout));
-}
-
-/** Asserts that `promise` rejects with a PipelineFailure of `kind` whose message contains every `parts`. */
-async function assertFails(
-  promise: Promise<unknown>,
-  kind: string,
-  parts: string[],
-): Promise<PipelineFailure> {
-  const caught = await promise.then(() => undefined, (e) => e);
-  assert.ok(caught instanceof PipelineFailure, `expected a PipelineFailure, got ${caught}`);
-  assert.equal(caught.error.kind, kind, caught.error.message);
-  for (const part of parts) {
-    assert.ok(caught.error.message.includes(part), `'${part}' not in: ${caught.error.message}`);
-  }
-  assert.ok(!caught.error.message.includes("\n"), "messages are one line");
-  return caught;
-}
 
 async function listDir(dir: string): Promise<string[]> {
   const names: string[] = [];
@@ -332,9 +303,7 @@ Deno.test("atomic write: a failing write leaves the existing file byte-identical
     const blocked = `${dir}/blocked.hdf5`;
     await Deno.mkdir(blocked);
     await Deno.writeTextFile(`${blocked}/keep.txt`, "keep");
-    const caught = await writeD4rlFile(blocked, makeArrays(20, 11, 3)).then(() => undefined, (e) => e);
-    assert.ok(caught instanceof PipelineFailure);
-    assert.ok(caught.error.message.includes(blocked), caught.error.message);
+    await assertFails(writeD4rlFile(blocked, makeArrays(20, 11, 3)), "io", [blocked]);
     assert.deepEqual(await listDir(dir), ["blocked.hdf5", "data.hdf5"]);
     assert.deepEqual(await listDir(blocked), ["keep.txt"]);
 

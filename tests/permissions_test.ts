@@ -4,25 +4,12 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { runUnderTask, taskFlags } from "./helpers.ts";
 
-const denoJson = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
-
-/** The permission flags of a task, read from deno.json so the test follows the real definition. */
-function taskFlags(task: string): string[] {
-  const command: string = denoJson.tasks[task];
-  assert.ok(command, `deno.json has no task ${task}`);
-  return command.split(/\s+/).filter((t) => /^--(allow|deny)-/.test(t));
-}
-
-async function runProbe(flags: string[], cacheRoot: string, target: string) {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", ...flags, "tests/fixtures/write_probe_stage.ts", cacheRoot, target],
-    cwd: new URL("..", import.meta.url).pathname,
-    stdout: "piped",
-    stderr: "piped",
-  }).output();
-  const text = new TextDecoder().decode(out.stdout).trim();
-  assert.ok(text, new TextDecoder().decode(out.stderr));
+async function runProbe(task: string, cacheRoot: string, target: string) {
+  const out = await runUnderTask(task, "tests/fixtures/write_probe_stage.ts", [cacheRoot, target]);
+  const text = out.stdout.trim();
+  assert.ok(text, out.stderr);
   return JSON.parse(text.split("\n").pop()!);
 }
 
@@ -37,17 +24,16 @@ Deno.test("the pipeline task grants no general write, read-all, run or ffi acces
 });
 
 Deno.test("under the pipeline task's permissions a stage cannot write outside data/", async () => {
-  const flags = taskFlags("pipeline");
   const outside = join(await Deno.makeTempDir(), "escaped.txt");
   const cacheRoot = "data/cache/.permission-test";
   try {
-    const denied = await runProbe(flags, cacheRoot, outside);
+    const denied = await runProbe("pipeline", cacheRoot, outside);
     assert.equal(denied.ok, false);
     assert.equal(denied.kind, "io");
     assert.match(denied.error, /permission denied/);
     assert.equal(await Deno.stat(outside).then(() => true, () => false), false, "the file must not exist");
     // The same stage writing inside data/ succeeds: the denial is the scope, not a broken probe.
-    const inside = await runProbe(flags, cacheRoot, `${cacheRoot}/allowed.txt`);
+    const inside = await runProbe("pipeline", cacheRoot, `${cacheRoot}/allowed.txt`);
     assert.deepEqual(inside, { ok: true });
   } finally {
     await Deno.remove(cacheRoot, { recursive: true }).catch(() => {});

@@ -8,6 +8,7 @@ import { type PipelineConfig, PRESETS, runPipeline } from "../pipeline/obd.ts";
 import type { PipelineError } from "../pipeline/errors.ts";
 import { createRuntime } from "../pipeline/runtime.ts";
 import { EMBEDDED_DATASET } from "../stages/load.ts";
+import { python, runUnderTask } from "./helpers.ts";
 
 async function run(cacheRoot: string, dataset: string, config: PipelineConfig = PRESETS.quick, force: string[] = []) {
   const rt = createRuntime({ cacheRoot, backend: "cpu", force });
@@ -50,9 +51,7 @@ ends = np.where(t | to)[0]
 starts = np.r_[0, ends[:-1] + 1]
 print(json.dumps({"mean": o.mean(0).tolist(), "std": (o.std(0) + 1e-3).tolist(), "n": len(o),
   "returns": [float(r[s:e + 1].sum()) for s, e in zip(starts, ends)]}))`;
-  const out = await new Deno.Command("/usr/bin/python3", { args: ["-c", script], stdout: "piped", stderr: "piped" }).output();
-  assert.ok(out.success, new TextDecoder().decode(out.stderr));
-  const ref = JSON.parse(new TextDecoder().decode(out.stdout));
+  const ref = await python(script);
   assert.equal(d.n, ref.n);
   for (let j = 0; j < d.obsDim; j++) {
     assert.ok(Math.abs(d.stateMean[j] - ref.mean[j]) < 1e-5 * (1 + Math.abs(ref.mean[j])), `mean ${j}`);
@@ -91,4 +90,22 @@ Deno.test("a missing file and an unknown alias are errors that say what to do", 
   const alias = leftOf((await run(cache, "hopper-medium-replayy")).result);
   assert.equal(alias.kind, "config");
   assert.match(alias.message, /hopper-m-r/);
+});
+
+Deno.test("the pipeline command: unknown options, malformed values and unknown stages are one-line errors", async () => {
+  const cases: [string[], RegExp][] = [
+    [["--bogus"], /^error\[config\]: unknown option '--bogus' — valid options: --backend/],
+    [["--set", "load.minTransitions=many"], /^error\[config\]: load\.minTransitions=many is not a finite number/],
+    [["--set", "load.minTransitionz=5"], /^error\[config\]: unknown setting "load\.minTransitionz"/],
+    [["--force", "distil"], /^error\[config\]: --force distil: no such stage/],
+    [["--backend", "cuda"], /^error\[config\]: unknown backend "cuda" from --backend/],
+    [["--preset", "huge"], /^error\[config\]: unknown preset "huge"/],
+  ];
+  for (const [args, expected] of cases) {
+    const { code, stdout, stderr } = await runUnderTask("pipeline", "pipeline/commands/pipeline.ts", args);
+    assert.equal(code, 2, args.join(" "));
+    assert.equal(stdout, "");
+    assert.equal(stderr.split("\n").length, 1, stderr);
+    assert.match(stderr, expected);
+  }
 });

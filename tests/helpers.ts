@@ -1,0 +1,60 @@
+/** Helpers shared by the tests: Debian's Python as a reference, typed failures, tasks' own permissions. */
+import assert from "node:assert/strict";
+import { PipelineFailure } from "../pipeline/errors.ts";
+
+/** The repository root, where tasks run. */
+export const REPO_ROOT = new URL("..", import.meta.url).pathname;
+
+/**
+ * Runs Python code with Debian's interpreter (where python3-h5py, -sklearn and -torch install; a
+ * pyenv or conda `python3` on PATH would not have them). `sys.argv[1:]` are `args`; stdout is JSON.
+ */
+export async function python(code: string, ...args: string[]): Promise<any> {
+  const out = await new Deno.Command("/usr/bin/python3", { args: ["-c", code, ...args], stdout: "piped", stderr: "piped" })
+    .output();
+  const stderr = new TextDecoder().decode(out.stderr);
+  assert.ok(out.success, `python failed (tests/setup-debian.sh installs the Debian packages):\n${stderr}`);
+  return JSON.parse(new TextDecoder().decode(out.stdout));
+}
+
+/**
+ * Asserts that `run` (a promise or a function) fails with a `PipelineFailure` of `kind` whose
+ * one-line message contains every one of `parts`; returns it.
+ */
+export async function assertFails(
+  run: Promise<unknown> | (() => unknown),
+  kind: string,
+  parts: readonly string[],
+): Promise<PipelineFailure> {
+  let caught: unknown;
+  try {
+    await (typeof run === "function" ? run() : run);
+  } catch (e) {
+    caught = e;
+  }
+  assert.ok(caught instanceof PipelineFailure, `expected a PipelineFailure, got ${caught}`);
+  assert.equal(caught.error.kind, kind, caught.error.message);
+  for (const part of parts) assert.ok(caught.error.message.includes(part), `'${part}' not in: ${caught.error.message}`);
+  assert.ok(!caught.error.message.includes("\n"), "messages are one line");
+  return caught;
+}
+
+const denoJson = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+
+/** The `--allow-*`/`--deny-*` flags of a deno.json task, so tests follow the real definition. */
+export function taskFlags(task: string): string[] {
+  const command: string | undefined = denoJson.tasks[task];
+  assert.ok(command, `deno.json has no task ${task}`);
+  return command.split(/\s+/).filter((t) => /^--(allow|deny)-/.test(t));
+}
+
+/** Runs `script` with `args` under the permissions of `task`, from the repository root. */
+export async function runUnderTask(task: string, script: string, args: readonly string[]) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", ...taskFlags(task), script, ...args],
+    cwd: REPO_ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code: out.code, stdout: new TextDecoder().decode(out.stdout), stderr: new TextDecoder().decode(out.stderr).trim() };
+}
