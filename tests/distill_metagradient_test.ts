@@ -1,0 +1,203 @@
+/**
+ * The hand-derived meta-gradient against two independent references: central finite differences of
+ * a float64 re-implementation of the unrolled inner loop, and PyTorch's double-backward in the
+ * authors' structure (bench/peers/distill_peer.py) from identical weights and data.
+ */
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs";
+import { initBackend } from "../pipeline/backend.ts";
+import { metaGradient, type StudentParams } from "../stages/distill/metagradient.ts";
+import { initMlpWeights, mlpTensors, type MlpWeights } from "../numerics/mlp.ts";
+import { Rng } from "../numerics/random.ts";
+
+interface Problem {
+  sizes: number[];
+  init: MlpWeights;
+  n: number;
+  b: number;
+  x: Float32Array;
+  y: Float32Array;
+  states: Float32Array;
+  targets: Float32Array;
+  weights: Float32Array;
+  steps: number;
+  lr: number;
+  maxAction: number;
+}
+
+function problem(seed: number, sizes: number[], n: number, b: number, steps: number, lr: number): Problem {
+  const rng = new Rng(seed);
+  const d = sizes[0], m = sizes[sizes.length - 1];
+  return {
+    sizes,
+    init: initMlpWeights(sizes, rng),
+    n,
+    b,
+    x: rng.fillNormal(new Float32Array(n * d)),
+    y: rng.fillUniform(new Float32Array(n * m), -0.9, 0.9),
+    states: rng.fillNormal(new Float32Array(b * d)),
+    targets: rng.fillUniform(new Float32Array(b * m), -0.9, 0.9),
+    weights: rng.fillUniform(new Float32Array(b), 0.2, 2),
+    steps,
+    lr,
+    maxAction: 1,
+  };
+}
+
+/** Our meta-gradient as plain arrays. */
+function ours(p: Problem): { dx: Float32Array; dy: Float32Array; outer: number } {
+  const d = p.sizes[0], m = p.sizes[p.sizes.length - 1];
+  return tf.tidy(() => {
+    const params: StudentParams = mlpTensors(p.init);
+    const g = metaGradient(params, tf.tensor2d(p.x, [p.n, d]), tf.tensor2d(p.y, [p.n, m]), {
+      states: tf.tensor2d(p.states, [p.b, d]),
+      targets: tf.tensor2d(p.targets, [p.b, m]),
+      weights: tf.tensor1d(p.weights),
+    }, { steps: p.steps, learningRate: p.lr, maxAction: p.maxAction });
+    return { dx: g.states.dataSync() as Float32Array, dy: g.actions.dataSync() as Float32Array, outer: g.outerLoss.dataSync()[0] };
+  });
+}
+
+/** H(θ_T(X, Y)) in float64, written independently of the tensor code. */
+function outerLoss64(p: Problem, x: Float64Array, y: Float64Array): number {
+  const L = p.sizes.length - 1;
+  const W = p.init.weights.map((w) => Float64Array.from(w));
+  const B = p.init.biases.map((b) => Float64Array.from(b));
+  const forward = (input: Float64Array, rows: number) => {
+    const acts: Float64Array[] = [input];
+    for (let l = 0; l < L; l++) {
+      const [fi, fo] = [p.sizes[l], p.sizes[l + 1]];
+      const out = new Float64Array(rows * fo);
+      for (let r = 0; r < rows; r++) {
+        for (let j = 0; j < fo; j++) {
+          let s = B[l][j];
+          for (let i = 0; i < fi; i++) s += acts[l][r * fi + i] * W[l][i * fo + j];
+          out[r * fo + j] = l < L - 1 ? Math.max(0, s) : p.maxAction * Math.tanh(s);
+        }
+      }
+      acts.push(out);
+    }
+    return acts;
+  };
+  const m = p.sizes[L];
+  for (let t = 0; t < p.steps; t++) {
+    const acts = forward(x, p.n);
+    const out = acts[L];
+    // δ_L for mean squared error over N·m elements.
+    let delta = new Float64Array(p.n * m);
+    for (let k = 0; k < delta.length; k++) {
+      const tau = out[k] / p.maxAction;
+      delta[k] = (2 * (out[k] - y[k])) / (p.n * m) * p.maxAction * (1 - tau * tau);
+    }
+    const gW: Float64Array[] = [], gB: Float64Array[] = [];
+    for (let l = L - 1; l >= 0; l--) {
+      const [fi, fo] = [p.sizes[l], p.sizes[l + 1]];
+      const gw = new Float64Array(fi * fo), gb = new Float64Array(fo);
+      for (let r = 0; r < p.n; r++) {
+        for (let j = 0; j < fo; j++) {
+          gb[j] += delta[r * fo + j];
+          for (let i = 0; i < fi; i++) gw[i * fo + j] += acts[l][r * fi + i] * delta[r * fo + j];
+        }
+      }
+      gW[l] = gw;
+      gB[l] = gb;
+      if (l > 0) {
+        const prev = new Float64Array(p.n * fi);
+        for (let r = 0; r < p.n; r++) {
+          for (let i = 0; i < fi; i++) {
+            let s = 0;
+            for (let j = 0; j < fo; j++) s += delta[r * fo + j] * W[l][i * fo + j];
+            prev[r * fi + i] = acts[l][r * fi + i] > 0 ? s : 0;
+          }
+        }
+        delta = prev;
+      }
+    }
+    for (let l = 0; l < L; l++) {
+      for (let k = 0; k < W[l].length; k++) W[l][k] -= p.lr * gW[l][k];
+      for (let k = 0; k < B[l].length; k++) B[l][k] -= p.lr * gB[l][k];
+    }
+  }
+  const out = forward(Float64Array.from(p.states), p.b)[L];
+  let h = 0;
+  for (let r = 0; r < p.b; r++) {
+    let row = 0;
+    for (let k = 0; k < m; k++) row += (out[r * m + k] - p.targets[r * m + k]) ** 2;
+    h += p.weights[r] * row / m;
+  }
+  return h / p.b;
+}
+
+function relativeDifference(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return Math.sqrt(num / den);
+}
+
+await initBackend("wasm");
+
+Deno.test("meta-gradient equals central finite differences of a float64 re-implementation", () => {
+  const p = problem(1, [3, 6, 5, 2], 4, 7, 5, 0.5);
+  const got = ours(p);
+  const x = Float64Array.from(p.x), y = Float64Array.from(p.y);
+  const eps = 1e-5;
+  const fd = (v: Float64Array, i: number) => {
+    const keep = v[i];
+    v[i] = keep + eps;
+    const up = outerLoss64(p, x, y);
+    v[i] = keep - eps;
+    const down = outerLoss64(p, x, y);
+    v[i] = keep;
+    return (up - down) / (2 * eps);
+  };
+  const fdX = Array.from(x, (_, i) => fd(x, i));
+  const fdY = Array.from(y, (_, i) => fd(y, i));
+  assert.ok(Math.abs(got.outer - outerLoss64(p, x, y)) < 1e-5 * Math.abs(got.outer));
+  assert.ok(Math.max(...fdX.map(Math.abs)) > 1e-4, "a meaningful gradient");
+  const relX = relativeDifference(got.dx, fdX), relY = relativeDifference(got.dy, fdY);
+  assert.ok(relX < 1e-3, `states: relative difference ${relX}`);
+  assert.ok(relY < 1e-3, `actions: relative difference ${relY}`);
+});
+
+Deno.test("meta-gradient equals PyTorch's double backward (authors' structure) for T = 5", async () => {
+  const p = problem(2, [11, 64, 64, 64, 3], 32, 128, 5, 0.1);
+  const got = ours(p);
+  const ref = await pythonPeer(p);
+  const relX = relativeDifference(got.dx, ref.dx), relY = relativeDifference(got.dy, ref.dy);
+  assert.ok(Math.abs(got.outer - ref.outer) < 1e-5 * ref.outer);
+  assert.ok(relX < 1e-3, `states: relative difference ${relX}`);
+  assert.ok(relY < 1e-3, `actions: relative difference ${relY}`);
+});
+
+async function pythonPeer(p: Problem): Promise<{ dx: number[]; dy: number[]; outer: number }> {
+  const child = new Deno.Command("/usr/bin/python3", {
+    args: ["bench/peers/distill_peer.py", "check"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const input = JSON.stringify({
+    sizes: p.sizes,
+    weights: p.init.weights.map((w) => Array.from(w)),
+    biases: p.init.biases.map((b) => Array.from(b)),
+    n: p.n,
+    b: p.b,
+    x: Array.from(p.x),
+    y: Array.from(p.y),
+    states: Array.from(p.states),
+    targets: Array.from(p.targets),
+    weightsOuter: Array.from(p.weights),
+    steps: p.steps,
+    lr: p.lr,
+    maxAction: p.maxAction,
+  });
+  const writer = child.stdin.getWriter();
+  await writer.write(new TextEncoder().encode(input));
+  await writer.close();
+  const out = await child.output();
+  assert.ok(out.success, new TextDecoder().decode(out.stderr));
+  return JSON.parse(new TextDecoder().decode(out.stdout));
+}
