@@ -1,45 +1,65 @@
 /**
- * The OBD pipeline as one fp-ts composition: load → teacher → density → distill → evaluate →
- * summarize. Each arrow is `runStage`, so every stage is cached by its content hash and the first
- * failure short-circuits the rest. Stages not yet implemented in this version are absent, not faked.
+ * The OBD pipeline as one fp-ts composition: load → teacher → density → distill (→ evaluate →
+ * summarize). Each arrow is `runStage`, so every stage is cached by its content hash and the first
+ * failure short-circuits the rest. A stage is run only when the chosen objective needs it (DBC needs
+ * no teacher; only SDW needs densities), so its output never enters a cache key it does not affect.
+ * Stages not yet implemented in this version are absent, not faked.
  * @module
  */
 
 import { pipe } from "fp-ts/function.js";
 import * as TE from "fp-ts/TaskEither.js";
+import { type DistillConfig, type DistilledSet, distillStage, PAPER_DISTILL, QUICK_DISTILL, requirements } from "../stages/distill.ts";
 import { type LocatedDataset, locateDataset, loadStage, type OfflineDataset } from "../stages/load.ts";
+import { defaultTeacherConfig, type TeacherConfig, teacherStage } from "../stages/teacher.ts";
+import type { TeacherArtifact } from "../stages/teacher/model.ts";
 import { type PipelineError, toPipelineError } from "./errors.ts";
 import { type Artifact, runStage, type Runtime } from "./runtime.ts";
 
 /** The whole configuration of a run, one section per stage. */
 export interface PipelineConfig {
   readonly load: { readonly minTransitions: number };
+  readonly teacher: TeacherConfig;
+  readonly distill: DistillConfig;
 }
 
 /** Named configurations: `quick` for a laptop demo, `paper` for the published settings. */
 export const PRESETS: Readonly<Record<string, PipelineConfig>> = {
-  quick: { load: { minTransitions: 5_000 } },
-  paper: { load: { minTransitions: 5_000 } },
+  quick: {
+    load: { minTransitions: 5_000 },
+    teacher: { ...defaultTeacherConfig("td3bc"), steps: 3_000, evalEpisodes: 5 },
+    distill: QUICK_DISTILL,
+  },
+  paper: {
+    load: { minTransitions: 5_000 },
+    teacher: { ...defaultTeacherConfig("td3bc"), steps: 1_000_000 },
+    distill: PAPER_DISTILL,
+  },
 };
 
 /** Names of the stages this version runs, in order (valid values of `--force`). */
-export const STAGE_NAMES = ["load"] as const;
+export const STAGE_NAMES = ["load", "teacher", "distill"] as const;
 
 /** Everything a run produced. */
 export interface PipelineResult {
   readonly located: LocatedDataset;
   readonly dataset: Artifact<OfflineDataset>;
+  readonly teacher?: Artifact<TeacherArtifact>;
+  readonly distilled: Artifact<DistilledSet>;
 }
 
 /** Finds the dataset and runs the stages on it. */
 export function runPipeline(rt: Runtime, datasetName: string, config: PipelineConfig): TE.TaskEither<PipelineError, PipelineResult> {
+  const needs = requirements(config.distill.objective);
+  const needsTeacher = needs.teacher || config.distill.init === "top-q";
   return pipe(
     TE.tryCatch(() => locateDataset(datasetName, rt.progress), (e) => ({ ...toPipelineError(e), stage: "load" })),
-    TE.chain((located) =>
-      pipe(
-        runStage(rt, loadStage, { file: located.file, sha256: located.sha256, env: located.env, minTransitions: config.load.minTransitions }, {}),
-        TE.map((dataset) => ({ located, dataset })),
-      )
-    ),
+    TE.bindTo("located"),
+    TE.bind("dataset", ({ located }) =>
+      runStage(rt, loadStage, { file: located.file, sha256: located.sha256, env: located.env, minTransitions: config.load.minTransitions }, {})),
+    TE.bind("teacher", ({ dataset }) =>
+      needsTeacher ? pipe(runStage(rt, teacherStage, config.teacher, { dataset }), TE.map((t) => t as Artifact<TeacherArtifact> | undefined)) : TE.right(undefined)),
+    TE.bind("distilled", ({ dataset, teacher }) =>
+      runStage(rt, distillStage, config.distill, teacher ? { dataset, teacher } : { dataset })),
   );
 }

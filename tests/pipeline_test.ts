@@ -7,11 +7,35 @@ import { join } from "node:path";
 import { type PipelineConfig, PRESETS, runPipeline } from "../pipeline/obd.ts";
 import type { PipelineError } from "../pipeline/errors.ts";
 import { createRuntime } from "../pipeline/runtime.ts";
-import { EMBEDDED_DATASET } from "../stages/load.ts";
+import { EMBEDDED_DATASET, loadStage, locateDataset, type OfflineDataset } from "../stages/load.ts";
+import { initBackend } from "../pipeline/backend.ts";
+import { runStage } from "../pipeline/runtime.ts";
+import { silentProgress } from "../pipeline/progress.ts";
 import { python, runUnderTask } from "./helpers.ts";
 
-async function run(cacheRoot: string, dataset: string, config: PipelineConfig = PRESETS.quick, force: string[] = []) {
-  const rt = createRuntime({ cacheRoot, backend: "cpu", force });
+await initBackend("wasm");
+
+/** Small enough for a test: a short teacher run and a tiny distillation. */
+const small: PipelineConfig = {
+  load: { minTransitions: 5_000 },
+  teacher: { ...PRESETS.quick.teacher, steps: 40, evalEpisodes: 1, checkpointEvery: 20 },
+  distill: {
+    ...PRESETS.quick.distill,
+    synsetSize: 8,
+    hiddenLayers: 1,
+    width: 16,
+    innerSteps: 3,
+    outerSteps: 2,
+    outerBatches: 1,
+    outerBatchSize: 32,
+    evalEvery: 0,
+    evalStudents: 1,
+    evalEpisodes: 1,
+  },
+};
+
+async function run(cacheRoot: string, dataset: string, config: PipelineConfig = small, force: string[] = []) {
+  const rt = createRuntime({ cacheRoot, backend: "wasm", force });
   const result = await runPipeline(rt, dataset, config)();
   return { result, counts: Object.fromEntries(rt.executions) };
 }
@@ -25,23 +49,36 @@ async function entries(dir: string): Promise<string[]> {
   return await Array.fromAsync(Deno.readDir(dir)).then((es) => es.map((e) => e.name).filter((n) => !n.startsWith(".work-")), () => []);
 }
 
-Deno.test("the embedded dataset loads once and is reused; --force and a config change recompute load", async () => {
+Deno.test("stage executions: everything once, then nothing; a change recomputes its stage and what follows", async () => {
   const cache = await Deno.makeTempDir();
   const first = await run(cache, "embedded");
-  assert.deepEqual(first.counts, { load: 1 });
-  assert.equal(first.result._tag, "Right");
+  assert.equal(first.result._tag, "Right", JSON.stringify(first.result).slice(0, 300));
+  assert.deepEqual(first.counts, { load: 1, teacher: 1, distill: 1 });
   assert.deepEqual((await run(cache, "embedded")).counts, {});
-  assert.deepEqual((await run(cache, "embedded", PRESETS.quick, ["load"])).counts, { load: 1 });
-  const changed = { ...PRESETS.quick, load: { minTransitions: 1000 } };
-  assert.deepEqual((await run(cache, "embedded", changed)).counts, { load: 1 });
+  // Downstream change: only distill.
+  const distillChanged = { ...small, distill: { ...small.distill, outerLr: 0.05 } };
+  assert.deepEqual((await run(cache, "embedded", distillChanged)).counts, { distill: 1 });
+  // Middle change: teacher and distill, not load.
+  const teacherChanged = { ...small, teacher: { ...small.teacher, seed: 1 } };
+  assert.deepEqual((await run(cache, "embedded", teacherChanged)).counts, { teacher: 1, distill: 1 });
+  // Upstream change: everything.
+  const loadChanged = { ...small, load: { minTransitions: 1000 } };
+  assert.deepEqual((await run(cache, "embedded", loadChanged)).counts, { load: 1, teacher: 1, distill: 1 });
+  // --force one stage: that stage only (its key, and so everything downstream, is unchanged).
+  assert.deepEqual((await run(cache, "embedded", small, ["teacher"])).counts, { teacher: 1 });
+  // DBC needs no teacher: none runs, and the teacher's config does not enter the distill key.
+  const dbc = { ...small, distill: { ...small.distill, objective: "dbc" as const } };
+  assert.deepEqual((await run(cache, "embedded", dbc)).counts, { distill: 1 });
+  assert.deepEqual((await run(cache, "embedded", { ...dbc, teacher: { ...small.teacher, seed: 5 } })).counts, {});
   assert.equal((await entries(join(cache, "load"))).length, 2);
 });
 
 Deno.test("states are normalized with mean and std + 1e-3 equal to numpy's over the same file", async () => {
-  const cache = await Deno.makeTempDir();
-  const { result } = await run(cache, "embedded");
-  assert.equal(result._tag, "Right");
-  const d = (result as { right: { dataset: { value: import("../stages/load.ts").OfflineDataset } } }).right.dataset.value;
+  const located = await locateDataset("embedded", silentProgress);
+  const rt = createRuntime({ cacheRoot: await Deno.makeTempDir(), backend: "wasm" });
+  const loaded = await runStage(rt, loadStage, { file: located.file, sha256: located.sha256, env: located.env, minTransitions: 1 }, {})();
+  assert.equal(loaded._tag, "Right");
+  const d: OfflineDataset = (loaded as { right: { value: OfflineDataset } }).right.value;
   const script = `
 import h5py, json, numpy as np
 f = h5py.File(${JSON.stringify(EMBEDDED_DATASET.file)}, "r")
@@ -76,7 +113,7 @@ Deno.test("a truncated file is an input error naming it, and nothing is cached",
 
 Deno.test("a dataset smaller than load.minTransitions is refused with the numbers", async () => {
   const cache = await Deno.makeTempDir();
-  const error = leftOf((await run(cache, "embedded", { ...PRESETS.quick, load: { minTransitions: 1_000_000 } })).result);
+  const error = leftOf((await run(cache, "embedded", { ...small, load: { minTransitions: 1_000_000 } })).result);
   assert.equal(error.kind, "input");
   assert.match(error.message, /39989|1000000|1,000,000/);
   assert.deepEqual(await entries(join(cache, "load")), []);

@@ -58,15 +58,24 @@ async function main(args: string[]): Promise<void> {
   const d = result.right.dataset.value;
   const returns = Array.from(d.episodeReturns);
   const meanReturn = returns.reduce((a, b) => a + b, 0) / Math.max(1, returns.length);
+  const distilled = result.right.distilled.value;
+  const teacher = result.right.teacher?.value;
+  const round = (v: number | undefined) => (v === undefined ? null : +v.toFixed(2));
   const summary = {
     dataset,
     env: d.env,
-    file: d.file,
     transitions: d.n,
-    episodes: returns.length,
-    meanEpisodeReturn: +meanReturn.toFixed(2),
-    meanNormalizedReturn: +normalizedScore(d.env, meanReturn).toFixed(2),
-    maxNormalizedReturn: +normalizedScore(d.env, Math.max(...returns)).toFixed(2),
+    datasetMeanNormalizedReturn: round(normalizedScore(d.env, meanReturn)),
+    teacher: teacher ? { algorithm: teacher.algorithm, steps: teacher.training.steps, normalizedReturn: round(teacher.evaluation?.meanNormalizedScore) } : null,
+    distill: {
+      objective: distilled.objective,
+      synsetSize: distilled.size,
+      outerSteps: distilled.curve.length,
+      finalOuterLoss: round(distilled.curve[distilled.curve.length - 1]?.outerLoss),
+      normalizedReturn: round(distilled.finalEvaluation.meanNormalizedScore),
+      normalizedReturnStd: round(distilled.finalEvaluation.stdNormalizedScore),
+      curve: distilled.curve.filter((p) => p.evaluation).map((p) => [p.step, round(p.evaluation!.meanNormalizedScore)]),
+    },
     stagesComputed: Object.fromEntries(rt.executions),
     runDir: run.dir,
   };
