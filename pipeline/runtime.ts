@@ -93,14 +93,13 @@ export function runStage<I, C, O>(
   const at = (e: PipelineError): PipelineError => ({ ...e, stage: e.stage ?? stage.name });
   return TE.mapLeft(at)(
     TE.tryCatch(async () => {
-      let key: string;
       try {
         canonicalJson(config); // validate alone, so the error names the setting, not the key's envelope
       } catch (e) {
         const what = (e as Error).message.replace(/^\$\.?/, "");
         throw pipelineError("config", `config of stage ${stage.name}: ${what}`, "use finite numbers, strings and booleans");
       }
-      key = await stageKey(stage, config, inputKeys);
+      const key = await stageKey(stage, config, inputKeys);
       if (!rt.force.has(stage.name)) {
         const found = await rt.cache.lookup(stage.name, key).catch((e) => {
           throw cacheError(rt, `cannot read cache entry ${rt.cache.entryDir(stage.name, key)}`, e);

@@ -21,6 +21,11 @@
  * its joint norm over (states, actions) at `clipNorm`, and takes an SGD step with momentum on D_syn.
  * Every random draw of step k comes from a stream seeded by (seed, k), so a run resumed from a
  * checkpoint is identical to an uninterrupted one.
+ *
+ * The student is a deterministic MLP with a c·tanh output. The authors' student is CORL's
+ * tanh-Gaussian actor trained by BC on its mean action; at evaluation both act with tanh(mean)·c, so
+ * this is that actor without the log-std head, which BC on (s, a) pairs with a squared error never
+ * trains. Losses are means over all N·m action elements (PyTorch's `mse_loss`).
  * @module
  */
 
@@ -29,7 +34,7 @@ import { join } from "node:path";
 import { ENV_SPECS } from "../envs/locomotion.ts";
 import { fail } from "../pipeline/errors.ts";
 import { loadCheckpoint, saveCheckpoint } from "../pipeline/checkpoint.ts";
-import { defineStage, type StageContext } from "../pipeline/stage.ts";
+import { defineStage, type Stage, type StageContext } from "../pipeline/stage.ts";
 import { initMlpWeights, mlpTensors, disposeMlp } from "../numerics/mlp.ts";
 import { Rng } from "../numerics/random.ts";
 import { metaGradient } from "./distill/metagradient.ts";
@@ -409,7 +414,7 @@ export async function distill(inputs: DistillInputs, config: DistillConfig, ctx:
 }
 
 /** The distill stage. */
-export const distillStage = defineStage<DistillInputs, DistillConfig, DistilledSet>({
+export const distillStage: Stage<DistillInputs, DistillConfig, DistilledSet> = defineStage<DistillInputs, DistillConfig, DistilledSet>({
   name: "distill",
   version: "1",
   compute: (inputs, config, ctx) => distill(inputs, config, ctx),

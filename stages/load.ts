@@ -15,7 +15,7 @@ import { episodeReturns, loadD4rlDataset, observationStats, qlearningView, resol
 import { download, verifyFile } from "../datasets/download.ts";
 import { fail } from "../pipeline/errors.ts";
 import type { ProgressFactory } from "../pipeline/progress.ts";
-import { defineStage } from "../pipeline/stage.ts";
+import { defineStage, type Stage } from "../pipeline/stage.ts";
 
 /** The dataset shipped in the repository: Hopper medium-replay style, made by `deno task collect`. */
 export const EMBEDDED_DATASET = {
@@ -117,7 +117,7 @@ function environmentOf(config: LoadConfig, attrs: Readonly<Record<string, unknow
 }
 
 /** The load stage. */
-export const loadStage = defineStage<Record<string, never>, LoadConfig, OfflineDataset>({
+export const loadStage: Stage<Record<string, never>, LoadConfig, OfflineDataset> = defineStage<Record<string, never>, LoadConfig, OfflineDataset>({
   name: "load",
   version: "1",
   compute: async (_inputs, config, ctx) => {

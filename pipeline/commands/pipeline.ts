@@ -47,6 +47,7 @@ async function main(args: string[]): Promise<void> {
   const dataset = parsed.positionals[0] ?? "embedded";
   const run = openRun(`pipeline-${dataset.split("/").pop()}`);
   console.error(`pipeline: dataset ${dataset}, preset ${presetName}, backend ${backend.label} (${backend.threads} threads, tfjs ${backend.tfjsVersion}); log ${run.dir}/metrics.jsonl`);
+  console.error(`config (${presetName}${(v.set as string[] | undefined)?.length ? " with --set" : ""}): ${JSON.stringify(config)}`);
   run.metrics.log({ event: "start", dataset, preset: presetName, config, backend: backend.label, threads: backend.threads });
   const rt = createRuntime({ cacheRoot: "data/cache", backend: backend.label, force, progress: run.progress, metrics: run.metrics, report: (l) => console.error(`  ${l}`) });
   const result = await runPipeline(rt, dataset, config)();
