@@ -1,6 +1,6 @@
 /**
- * The OBD pipeline as one fp-ts composition: load → teacher → density → distill (→ evaluate →
- * summarize). Each arrow is `runStage`, so every stage is cached by its content hash and the first
+ * The OBD pipeline as one fp-ts composition: load → teacher → (density →) distill → evaluate, then
+ * `summarize` (a pure function from the results to tables, plots and a report, written by the command). Each arrow is `runStage`, so every stage is cached by its content hash and the first
  * failure short-circuits the rest. A stage is run only when the chosen objective needs it (DBC needs
  * no teacher; only SDW needs densities), so its output never enters a cache key it does not affect.
  * Stages not yet implemented in this version are absent, not faked.
@@ -12,6 +12,7 @@ import * as TE from "fp-ts/TaskEither.js";
 import { type DistillConfig, type DistilledSet, distillStage, PAPER_DISTILL, QUICK_DISTILL, requirements } from "../stages/distill.ts";
 import { type LocatedDataset, locateDataset, loadStage, type OfflineDataset } from "../stages/load.ts";
 import { defaultTeacherConfig, type TeacherConfig, teacherStage } from "../stages/teacher.ts";
+import { type EvaluateConfig, type EvaluationReport, evaluateStage, PAPER_EVALUATE, QUICK_EVALUATE } from "../stages/evaluate.ts";
 import type { TeacherArtifact } from "../stages/teacher/model.ts";
 import { type PipelineError, toPipelineError } from "./errors.ts";
 import { type Artifact, runStage, type Runtime } from "./runtime.ts";
@@ -21,6 +22,7 @@ export interface PipelineConfig {
   readonly load: { readonly minTransitions: number };
   readonly teacher: TeacherConfig;
   readonly distill: DistillConfig;
+  readonly evaluate: EvaluateConfig;
 }
 
 /** Named configurations: `quick` for a laptop demo, `paper` for the published settings. */
@@ -29,16 +31,18 @@ export const PRESETS: Readonly<Record<string, PipelineConfig>> = {
     load: { minTransitions: 5_000 },
     teacher: { ...defaultTeacherConfig("td3bc"), steps: 3_000, evalEpisodes: 5 },
     distill: QUICK_DISTILL,
+    evaluate: QUICK_EVALUATE,
   },
   paper: {
     load: { minTransitions: 5_000 },
     teacher: { ...defaultTeacherConfig("td3bc"), steps: 1_000_000 },
     distill: PAPER_DISTILL,
+    evaluate: PAPER_EVALUATE,
   },
 };
 
 /** Names of the stages this version runs, in order (valid values of `--force`). */
-export const STAGE_NAMES = ["load", "teacher", "distill"] as const;
+export const STAGE_NAMES = ["load", "teacher", "distill", "evaluate"] as const;
 
 /** Everything a run produced. */
 export interface PipelineResult {
@@ -46,6 +50,7 @@ export interface PipelineResult {
   readonly dataset: Artifact<OfflineDataset>;
   readonly teacher?: Artifact<TeacherArtifact>;
   readonly distilled: Artifact<DistilledSet>;
+  readonly evaluation: Artifact<EvaluationReport>;
 }
 
 /** Finds the dataset and runs the stages on it. */
@@ -61,5 +66,7 @@ export function runPipeline(rt: Runtime, datasetName: string, config: PipelineCo
       needsTeacher ? pipe(runStage(rt, teacherStage, config.teacher, { dataset }), TE.map((t) => t as Artifact<TeacherArtifact> | undefined)) : TE.right(undefined)),
     TE.bind("distilled", ({ dataset, teacher }) =>
       runStage(rt, distillStage, config.distill, teacher ? { dataset, teacher } : { dataset })),
+    TE.bind("evaluation", ({ dataset, teacher, distilled }) =>
+      runStage(rt, evaluateStage, config.evaluate, teacher ? { dataset, distilled, teacher } : { dataset, distilled })),
   );
 }

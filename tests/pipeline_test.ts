@@ -32,6 +32,15 @@ const small: PipelineConfig = {
     evalStudents: 1,
     evalEpisodes: 1,
   },
+  evaluate: {
+    ...PRESETS.quick.evaluate,
+    run: { plain: true, ensemble: false, architectures: false, optimizers: false, randomSelection: false, bc: false, teacher: false },
+    students: 1,
+    episodes: 1,
+    hiddenLayers: 1,
+    width: 16,
+    studentSteps: 3,
+  },
 };
 
 async function run(cacheRoot: string, dataset: string, config: PipelineConfig = small, force: string[] = []) {
@@ -53,22 +62,25 @@ Deno.test("stage executions: everything once, then nothing; a change recomputes 
   const cache = await Deno.makeTempDir();
   const first = await run(cache, "embedded");
   assert.equal(first.result._tag, "Right", JSON.stringify(first.result).slice(0, 300));
-  assert.deepEqual(first.counts, { load: 1, teacher: 1, distill: 1 });
+  assert.deepEqual(first.counts, { load: 1, teacher: 1, distill: 1, evaluate: 1 });
   assert.deepEqual((await run(cache, "embedded")).counts, {});
-  // Downstream change: only distill.
+  // A distill change: distill and evaluate.
   const distillChanged = { ...small, distill: { ...small.distill, outerLr: 0.05 } };
-  assert.deepEqual((await run(cache, "embedded", distillChanged)).counts, { distill: 1 });
-  // Middle change: teacher and distill, not load.
+  assert.deepEqual((await run(cache, "embedded", distillChanged)).counts, { distill: 1, evaluate: 1 });
+  // Last stage: evaluate only.
+  const evaluateChanged = { ...small, evaluate: { ...small.evaluate, seed: 3 } };
+  assert.deepEqual((await run(cache, "embedded", evaluateChanged)).counts, { evaluate: 1 });
+  // Middle change: teacher and what follows, not load.
   const teacherChanged = { ...small, teacher: { ...small.teacher, seed: 1 } };
-  assert.deepEqual((await run(cache, "embedded", teacherChanged)).counts, { teacher: 1, distill: 1 });
+  assert.deepEqual((await run(cache, "embedded", teacherChanged)).counts, { teacher: 1, distill: 1, evaluate: 1 });
   // Upstream change: everything.
   const loadChanged = { ...small, load: { minTransitions: 1000 } };
-  assert.deepEqual((await run(cache, "embedded", loadChanged)).counts, { load: 1, teacher: 1, distill: 1 });
+  assert.deepEqual((await run(cache, "embedded", loadChanged)).counts, { load: 1, teacher: 1, distill: 1, evaluate: 1 });
   // --force one stage: that stage only (its key, and so everything downstream, is unchanged).
   assert.deepEqual((await run(cache, "embedded", small, ["teacher"])).counts, { teacher: 1 });
   // DBC needs no teacher: none runs, and the teacher's config does not enter the distill key.
   const dbc = { ...small, distill: { ...small.distill, objective: "dbc" as const } };
-  assert.deepEqual((await run(cache, "embedded", dbc)).counts, { distill: 1 });
+  assert.deepEqual((await run(cache, "embedded", dbc)).counts, { distill: 1, evaluate: 1 });
   assert.deepEqual((await run(cache, "embedded", { ...dbc, teacher: { ...small.teacher, seed: 5 } })).counts, {});
   assert.equal((await entries(join(cache, "load"))).length, 2);
 });

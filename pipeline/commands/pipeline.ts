@@ -12,6 +12,8 @@ import { applyOverrides } from "../config.ts";
 import { pipelineError } from "../errors.ts";
 import { type PipelineConfig, PRESETS, runPipeline, STAGE_NAMES } from "../obd.ts";
 import { createRuntime } from "../runtime.ts";
+import { stageTimings, summarize, writeSummaryFiles } from "../../stages/summarize.ts";
+import { toPipelineError } from "../errors.ts";
 import { exitWithError, isError, openRun } from "./common.ts";
 
 const OPTIONS = {
@@ -56,7 +58,23 @@ async function main(args: string[]): Promise<void> {
     run.metrics.close();
     exitWithError(result.left);
   }
-  const d = result.right.dataset.value;
+  const r = result.right;
+  const d = r.dataset.value;
+  let written: string[] = [];
+  try {
+    const summary = summarize({
+      runName: run.dir.split("/").pop()!,
+      runs: [{ dataset, seed: config.distill.seed, distilled: r.distilled.value, report: r.evaluation.value }],
+      backend: backend.label,
+      config,
+      timings: stageTimings([r.dataset, ...(r.teacher ? [r.teacher] : []), r.distilled, r.evaluation]),
+      states: { dataset: d, synthetic: r.distilled.value },
+    });
+    written = await writeSummaryFiles(run.dir, summary);
+  } catch (e) {
+    run.metrics.close();
+    exitWithError({ ...toPipelineError(e), stage: "summarize" });
+  }
   const returns = Array.from(d.episodeReturns);
   const meanReturn = returns.reduce((a, b) => a + b, 0) / Math.max(1, returns.length);
   const distilled = result.right.distilled.value;
@@ -77,8 +95,11 @@ async function main(args: string[]): Promise<void> {
       normalizedReturnStd: round(distilled.finalEvaluation.stdNormalizedScore),
       curve: distilled.curve.filter((p) => p.evaluation).map((p) => [p.step, round(p.evaluation!.meanNormalizedScore)]),
     },
+    evaluation: Object.fromEntries(
+      Object.entries(r.evaluation.manifest.metrics).filter(([k]) => k.startsWith("normalizedScore.")).map(([k, v]) => [k.slice(16), typeof v === "number" ? round(v) : v]),
+    ),
     stagesComputed: Object.fromEntries(rt.executions),
-    runDir: run.dir,
+    report: written.find((f) => f.endsWith("/report.md")) ?? null,
   };
   run.metrics.log({ event: "done", ...summary });
   run.metrics.close();
