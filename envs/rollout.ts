@@ -1,0 +1,105 @@
+/**
+ * Policy evaluation in the MuJoCo environments: `episodes` environments run side by side, one
+ * episode each, until each terminates or reaches the horizon (no auto-reset: a finished environment
+ * is masked out with `active`). Returns the undiscounted return of every episode and its D4RL
+ * normalized score. Deterministic for a seed when the policy is.
+ *
+ * The policy receives raw observations — whatever normalization it was trained with is its own
+ * business (the teacher and student wrappers normalize inside `act`).
+ * @module
+ */
+
+import { type EnvName, normalizedScore, VecLocomotionEnv } from "./locomotion.ts";
+
+/**
+ * A batch policy: `states` holds `n` raw observations row-major (n × obsDim); returns n × actDim
+ * actions. May be async (a GPU backend downloads actions with `await data()`).
+ */
+export type BatchPolicy = (states: Float32Array, n: number) => Float32Array | Promise<Float32Array>;
+
+/** What {@link evaluatePolicy} measured. */
+export interface Evaluation {
+  readonly env: EnvName;
+  readonly episodes: number;
+  readonly seed: number;
+  /** Undiscounted return of each episode. */
+  readonly returns: Float64Array;
+  /** D4RL normalized score (percent) of each episode. */
+  readonly normalizedScores: Float64Array;
+  /** Environment steps of each episode. */
+  readonly lengths: Int32Array;
+  readonly meanReturn: number;
+  /** Mean of `normalizedScores`, the number papers report. */
+  readonly meanNormalizedScore: number;
+  readonly stdNormalizedScore: number;
+}
+
+/**
+ * Runs `episodes` episodes of `act` in `env`; episode i starts from the reset noise of the i-th
+ * fork of `new Rng(seed)` (see `VecLocomotionEnv.create`).
+ */
+export async function evaluatePolicy(
+  env: EnvName,
+  act: BatchPolicy,
+  episodes: number,
+  seed: number,
+): Promise<Evaluation> {
+  if (!Number.isInteger(episodes) || episodes < 1) {
+    throw new RangeError(`episodes must be a positive integer, got ${episodes}`);
+  }
+  const vec = await VecLocomotionEnv.create(env, episodes, { seed });
+  try {
+    const { obsDim, actDim } = vec.spec;
+    const returns = new Float64Array(episodes);
+    const lengths = new Int32Array(episodes);
+    const active = new Uint8Array(episodes).fill(1);
+    const actions = new Float32Array(episodes * actDim);
+    const batch = new Float32Array(episodes * obsDim);
+    const rows = new Int32Array(episodes);
+    vec.resetAll();
+    let live = episodes;
+    while (live > 0) {
+      // The policy sees only the environments still running, packed.
+      let m = 0;
+      for (let i = 0; i < episodes; i++) {
+        if (!active[i]) continue;
+        batch.set(vec.obs.subarray(i * obsDim, (i + 1) * obsDim), m * obsDim);
+        rows[m++] = i;
+      }
+      const out = await act(batch.subarray(0, m * obsDim), m);
+      if (out.length !== m * actDim) {
+        throw new RangeError(
+          `the policy returned ${out.length} action values for ${m} states of ${actDim} actions`,
+        );
+      }
+      for (let k = 0; k < m; k++) actions.set(out.subarray(k * actDim, (k + 1) * actDim), rows[k] * actDim);
+      const step = vec.step(actions, active);
+      for (let k = 0; k < m; k++) {
+        const i = rows[k];
+        returns[i] += step.rewards[i];
+        lengths[i]++;
+        if (step.terminated[i] || step.truncated[i]) {
+          active[i] = 0;
+          live--;
+        }
+      }
+    }
+    const normalizedScores = returns.map((r) => normalizedScore(env, r));
+    const mean = (a: Float64Array) => a.reduce((s, x) => s + x, 0) / a.length;
+    const meanNormalizedScore = mean(normalizedScores);
+    const variance = normalizedScores.reduce((s, x) => s + (x - meanNormalizedScore) ** 2, 0) / episodes;
+    return {
+      env,
+      episodes,
+      seed,
+      returns,
+      normalizedScores,
+      lengths,
+      meanReturn: mean(returns),
+      meanNormalizedScore,
+      stdNormalizedScore: Math.sqrt(variance),
+    };
+  } finally {
+    vec.dispose();
+  }
+}

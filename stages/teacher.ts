@@ -1,0 +1,368 @@
+/**
+ * The `teacher` stage: a near-optimal policy π* and its critic q* extracted from the offline data,
+ * for PBC (actions of π*), Av-PBC and SDW (weights from q*).
+ *
+ * - `td3bc` (default, fast): TD3+BC, Fujimoto and Gu 2021 — see `teacher/td3bc.ts`.
+ * - `calql` (the papers' teacher): Cal-QL, Nakamoto et al. 2023, CORL's defaults — `teacher/calql.ts`.
+ * - Teachers trained elsewhere come in through `deno task teacher import` (CORL checkpoints,
+ *   `teacher/torch_import.ts`).
+ *
+ * The loop, top to bottom: upload the normalized data; make fresh networks from the seed, or load
+ * the checkpoint in the stage's work directory; for each step t draw the minibatch and noise from
+ * `stepRng(seed, t)` and update; every `logEvery` steps write the losses to the run log; every
+ * `checkpointEvery` steps save a checkpoint (an interrupted run resumes there and ends with the same
+ * weights as an uninterrupted one); at the end evaluate π* in the environment (normalized return
+ * over `evalEpisodes` episodes, recorded in the manifest) and return the {@link TeacherArtifact}.
+ * @module
+ */
+
+import { join } from "node:path";
+import { ENV_SPECS } from "../envs/locomotion.ts";
+import { evaluatePolicy } from "../envs/rollout.ts";
+import { loadCheckpoint, removeCheckpoint, saveCheckpoint } from "../pipeline/checkpoint.ts";
+import { fail } from "../pipeline/errors.ts";
+import { defineStage, type StageContext } from "../pipeline/stage.ts";
+import { Rng } from "../numerics/random.ts";
+import type { OfflineDataset } from "./load.ts";
+import {
+  Calql,
+  CALQL_DEFAULTS,
+  type CalqlConfig,
+  calqlNoise,
+  type CalqlState,
+  initCalqlWeights,
+} from "./teacher/calql.ts";
+import {
+  disposeReplay,
+  gatherBatch,
+  replayTensors,
+  returnsToGo,
+  sampleIndices,
+  stepRng,
+  tidyPlain,
+} from "./teacher/data.ts";
+import {
+  CORL_GAUSSIAN_HEAD,
+  TEACHER_FORMAT,
+  TEACHER_FORMAT_VERSION,
+  type TeacherAlgorithm,
+  type TeacherArtifact,
+  type TeacherEvaluation,
+  teacherFromArtifact,
+} from "./teacher/model.ts";
+import {
+  initTd3bcWeights,
+  targetNoise,
+  Td3bc,
+  TD3BC_DEFAULTS,
+  type Td3bcConfig,
+  type Td3bcState,
+} from "./teacher/td3bc.ts";
+
+export { CALQL_DEFAULTS, type CalqlConfig } from "./teacher/calql.ts";
+export { TD3BC_DEFAULTS, type Td3bcConfig } from "./teacher/td3bc.ts";
+export {
+  type ActMode,
+  checkTeacherFitsDataset,
+  loadTeacherDir,
+  saveTeacherDir,
+  type Teacher,
+  type TeacherAlgorithm,
+  type TeacherArtifact,
+  type TeacherEvaluation,
+  teacherFromArtifact,
+} from "./teacher/model.ts";
+export { type BatchPolicy, evaluatePolicy, type Evaluation } from "../envs/rollout.ts";
+
+/** Config of the teacher stage. Only the chosen algorithm's section is read (absent: its defaults). */
+export interface TeacherConfig {
+  readonly algorithm: TeacherAlgorithm;
+  /** Gradient steps. */
+  readonly steps: number;
+  /** Episodes of the final evaluation (0: none). */
+  readonly evalEpisodes: number;
+  /** Seed of the initial weights, minibatches, noise and evaluation episodes. */
+  readonly seed: number;
+  /** Steps between loss records in the run log. */
+  readonly logEvery: number;
+  /** Steps between intermediate evaluations in the run log (0: none). */
+  readonly evalEvery: number;
+  /** Steps between checkpoints in the work directory. */
+  readonly checkpointEvery: number;
+  readonly td3bc?: Td3bcConfig;
+  readonly calql?: CalqlConfig;
+}
+
+/** Defaults for one algorithm. Step counts fit a CPU: TD3+BC ≈ 20 steps/s, Cal-QL ≈ 0.6 steps/s on wasm, 2 cores. */
+export function defaultTeacherConfig(algorithm: TeacherAlgorithm = "td3bc"): TeacherConfig {
+  const common = {
+    steps: algorithm === "td3bc" ? 10_000 : 200,
+    evalEpisodes: 10,
+    seed: 0,
+    logEvery: 250,
+    evalEvery: 0,
+    checkpointEvery: 1000,
+  };
+  return algorithm === "td3bc"
+    ? { algorithm, ...common, td3bc: TD3BC_DEFAULTS }
+    : { algorithm, ...common, logEvery: 10, checkpointEvery: 50, calql: CALQL_DEFAULTS };
+}
+
+/** What a checkpoint in the work directory holds. */
+interface TeacherCheckpoint {
+  readonly algorithm: TeacherAlgorithm;
+  readonly obsDim: number;
+  readonly actDim: number;
+  readonly step: number;
+  readonly seconds: number;
+  readonly state: Td3bcState | CalqlState;
+}
+
+/** The checkpoint directory of a run. */
+export function teacherCheckpointDir(workDir: string): string {
+  return join(workDir, "checkpoint");
+}
+
+function checkConfig(config: TeacherConfig, data: OfflineDataset): void {
+  const whole = (name: string, v: number, min: number) => {
+    if (!Number.isInteger(v) || v < min) fail("config", `teacher.${name} = ${v} is not an integer ≥ ${min}`);
+  };
+  if (config.algorithm !== "td3bc" && config.algorithm !== "calql") {
+    fail("config", `teacher.algorithm "${config.algorithm}" is not td3bc or calql`);
+  }
+  whole("steps", config.steps, 1);
+  whole("evalEpisodes", config.evalEpisodes, 0);
+  whole("logEvery", config.logEvery, 1);
+  whole("evalEvery", config.evalEvery, 0);
+  whole("checkpointEvery", config.checkpointEvery, 1);
+  const batch = config.algorithm === "td3bc"
+    ? (config.td3bc ?? TD3BC_DEFAULTS).batchSize
+    : (config.calql ?? CALQL_DEFAULTS).batchSize;
+  whole(`${config.algorithm}.batchSize`, batch, 1);
+  const spec = ENV_SPECS[data.env];
+  if (data.obsDim !== spec.obsDim || data.actDim !== spec.actDim) {
+    fail(
+      "input",
+      `the dataset has ${data.obsDim}/${data.actDim} state/action dimensions, ${data.env} has ${spec.obsDim}/${spec.actDim}`,
+    );
+  }
+}
+
+/** A learner behind one interface, so the loop below reads the same for both algorithms. */
+interface Learner {
+  readonly step: number;
+  update(t: number, stats: boolean): Record<string, number> | undefined;
+  state(): Td3bcState | CalqlState;
+  setState(s: Td3bcState | CalqlState): void;
+  artifactNets(): Pick<TeacherArtifact, "actor" | "critic">;
+  dispose(): void;
+}
+
+function makeLearner(config: TeacherConfig, data: OfflineDataset, maxAction: number): Learner {
+  const { obsDim, actDim, n } = data;
+  const initRng = new Rng(config.seed);
+  if (config.algorithm === "td3bc") {
+    const hyper = config.td3bc ?? TD3BC_DEFAULTS;
+    const replay = replayTensors(data);
+    const learner = new Td3bc(initTd3bcWeights(obsDim, actDim, hyper, initRng), hyper, maxAction);
+    return {
+      get step() {
+        return learner.step;
+      },
+      update(t, stats) {
+        const rng = stepRng(config.seed, t);
+        const idx = sampleIndices(rng, n, hyper.batchSize);
+        const noise = targetNoise(rng, hyper.batchSize, actDim, hyper, maxAction);
+        return tidyPlain(() => learner.update(gatherBatch(replay, idx), noise, stats)) as
+          | Record<string, number>
+          | undefined;
+      },
+      state: () => learner.state(),
+      setState: (s) => learner.setState(s as Td3bcState),
+      artifactNets() {
+        const w = learner.weights();
+        return { actor: { kind: "deterministic", net: w.actor }, critic: w.critic1 };
+      },
+      dispose() {
+        learner.dispose();
+        disposeReplay(replay);
+      },
+    };
+  }
+  const hyper = config.calql ?? CALQL_DEFAULTS;
+  // Cal-QL's lower bounds: discounted returns-to-go of the data (CORL get_return_to_go).
+  const replay = replayTensors(data, returnsToGo(data, hyper.discount));
+  const learner = new Calql(initCalqlWeights(obsDim, actDim, hyper, initRng), hyper, maxAction);
+  return {
+    get step() {
+      return learner.step;
+    },
+    update(t, stats) {
+      const rng = stepRng(config.seed, t);
+      const idx = sampleIndices(rng, n, hyper.batchSize);
+      const noise = calqlNoise(rng, hyper.batchSize, actDim, hyper.cqlNActions);
+      return tidyPlain(() => learner.update(gatherBatch(replay, idx), noise, stats)) as
+        | Record<string, number>
+        | undefined;
+    },
+    state: () => learner.state(),
+    setState: (s) => learner.setState(s as CalqlState),
+    artifactNets() {
+      const w = learner.weights();
+      const head = {
+        ...CORL_GAUSSIAN_HEAD,
+        logStdMultiplier: w.logStdMultiplier,
+        logStdOffset: w.logStdOffset,
+      };
+      return { actor: { kind: "tanh-gaussian", net: w.actor, head }, critic: w.critic1 };
+    },
+    dispose() {
+      learner.dispose();
+      disposeReplay(replay);
+    },
+  };
+}
+
+/** Evaluates an artifact's deterministic policy: normalized return over `episodes` episodes. */
+export async function evaluateTeacher(
+  artifact: TeacherArtifact,
+  episodes: number,
+  seed: number,
+): Promise<TeacherEvaluation> {
+  if (!artifact.env) {
+    fail(
+      "input",
+      "the teacher's environment is unknown, so it cannot be evaluated",
+      "import it with --dataset or --env",
+    );
+  }
+  const teacher = teacherFromArtifact(artifact);
+  try {
+    const e = await evaluatePolicy(artifact.env, teacher.policy("deterministic"), episodes, seed);
+    return {
+      episodes,
+      seed,
+      meanNormalizedScore: e.meanNormalizedScore,
+      normalizedScores: e.normalizedScores,
+      returns: e.returns,
+    };
+  } finally {
+    teacher.dispose();
+  }
+}
+
+async function train(
+  data: OfflineDataset,
+  config: TeacherConfig,
+  ctx: StageContext,
+): Promise<TeacherArtifact> {
+  checkConfig(config, data);
+  const spec = ENV_SPECS[data.env];
+  const maxAction = spec.actionHigh;
+  const learner = makeLearner(config, data, maxAction);
+  try {
+    const artifactAt = (
+      steps: number,
+      seconds: number,
+      evaluation: TeacherEvaluation | null,
+    ): TeacherArtifact => ({
+      format: TEACHER_FORMAT,
+      formatVersion: TEACHER_FORMAT_VERSION,
+      algorithm: config.algorithm,
+      source: "trained",
+      env: data.env,
+      obsDim: data.obsDim,
+      actDim: data.actDim,
+      maxAction,
+      stateMean: data.stateMean,
+      stateStd: data.stateStd,
+      ...learner.artifactNets(),
+      training: { steps, seconds },
+      evaluation,
+    });
+
+    // Resume from the work directory's checkpoint, if this (stage, key) was interrupted.
+    const checkpointDir = teacherCheckpointDir(ctx.workDir);
+    let secondsBefore = 0;
+    const saved = await loadCheckpoint(checkpointDir) as TeacherCheckpoint | undefined;
+    if (
+      saved && saved.algorithm === config.algorithm && saved.obsDim === data.obsDim &&
+      saved.actDim === data.actDim && saved.step <= config.steps
+    ) {
+      learner.setState(saved.state);
+      secondsBefore = saved.seconds;
+      ctx.log({ event: "resume", step: saved.step });
+    }
+
+    const started = performance.now();
+    const elapsed = () => secondsBefore + (performance.now() - started) / 1000;
+    const progress = ctx.progress(`teacher ${config.algorithm}`, config.steps);
+    let shown: Record<string, number> | undefined; // the latest losses, beside the progress bar
+    for (let t = learner.step; t < config.steps; t++) {
+      const done = t + 1;
+      const stats = learner.update(t, done % config.logEvery === 0 || done === config.steps);
+      if (stats) {
+        const bad = Object.entries(stats).find(([, v]) => !Number.isFinite(v));
+        if (bad) {
+          fail(
+            "numeric",
+            `teacher ${config.algorithm} diverged at step ${done}: ${bad[0]} = ${bad[1]}`,
+            "lower the learning rates or check the dataset's rewards",
+          );
+        }
+        ctx.log({ event: "train", step: done, seconds: +elapsed().toFixed(2), ...stats });
+      }
+      if (stats) shown = Object.fromEntries(Object.entries(stats).slice(0, 3));
+      progress.update(done, shown);
+      if (config.evalEvery > 0 && done % config.evalEvery === 0 && done < config.steps) {
+        const e = await evaluateTeacher(
+          artifactAt(done, elapsed(), null),
+          Math.max(1, config.evalEpisodes),
+          config.seed,
+        );
+        ctx.log({ event: "eval", step: done, normalizedScore: e.meanNormalizedScore });
+      }
+      if (done % config.checkpointEvery === 0 && done < config.steps) {
+        const checkpoint: TeacherCheckpoint = {
+          algorithm: config.algorithm,
+          obsDim: data.obsDim,
+          actDim: data.actDim,
+          step: done,
+          seconds: elapsed(),
+          state: learner.state(),
+        };
+        await saveCheckpoint(checkpointDir, checkpoint);
+      }
+    }
+    progress.finish();
+    const seconds = elapsed();
+
+    const evaluation = config.evalEpisodes > 0
+      ? await evaluateTeacher(artifactAt(config.steps, seconds, null), config.evalEpisodes, config.seed)
+      : null;
+    ctx.metric("steps", config.steps);
+    ctx.metric("trainSeconds", +seconds.toFixed(2));
+    if (evaluation) {
+      ctx.metric("normalizedScore", +evaluation.meanNormalizedScore.toFixed(3));
+      ctx.metric("evalEpisodes", evaluation.episodes);
+      ctx.log({
+        event: "eval",
+        step: config.steps,
+        normalizedScore: evaluation.meanNormalizedScore,
+        returns: Array.from(evaluation.returns),
+      });
+    }
+    const artifact = artifactAt(config.steps, seconds, evaluation);
+    await removeCheckpoint(checkpointDir);
+    return artifact;
+  } finally {
+    learner.dispose();
+  }
+}
+
+/** The teacher stage: `{ dataset }` → {@link TeacherArtifact}. */
+export const teacherStage = defineStage<{ dataset: OfflineDataset }, TeacherConfig, TeacherArtifact>({
+  name: "teacher",
+  version: "1",
+  compute: ({ dataset }, config, ctx) => train(dataset, config, ctx),
+});
