@@ -23,6 +23,30 @@ export { type PipelineConfig, PRESETS, runPipeline, STAGE_NAMES } from "./pipeli
 
 // Stages
 export { EMBEDDED_DATASET, type LoadConfig, loadStage, type LocatedDataset, locateDataset, type OfflineDataset } from "./stages/load.ts";
+export { defaultTeacherConfig, type TeacherConfig, teacherStage } from "./stages/teacher.ts";
+export { type Teacher, type TeacherArtifact, teacherFromArtifact } from "./stages/teacher/model.ts";
+export {
+  distill,
+  type DistillConfig,
+  type DistilledSet,
+  distillStage,
+  type Objective,
+  OBJECTIVES,
+  PAPER_DISTILL,
+  QUICK_DISTILL,
+} from "./stages/distill.ts";
+export { metaGradient, studentForward, unrollInnerLoop } from "./stages/distill/metagradient.ts";
+export {
+  type EvaluateConfig,
+  type EvaluationReport,
+  evaluateStage,
+  evaluateSyntheticSet,
+  PAPER_EVALUATE,
+  QUICK_EVALUATE,
+  type SyntheticSet,
+  trainStudent,
+} from "./stages/evaluate.ts";
+export { stageTimings, summarize, writeSummaryFiles } from "./stages/summarize.ts";
 
 // Environments and datasets
 export { ENV_NAMES, ENV_SPECS, type EnvName, LocomotionEnv, normalizedScore, VecLocomotionEnv } from "./envs/locomotion.ts";
@@ -30,3 +54,5 @@ export { episodeReturns, observationStats, qlearningView, resolveD4rlAlias, vali
 export { readD4rlFile, writeD4rlFile } from "./datasets/hdf5.ts";
 export { collect, type CollectConfig, DATASET_KINDS, defaultCollectConfig } from "./datasets/collect.ts";
 export { Rng } from "./numerics/random.ts";
+export { initMlpWeights, mlpForward, type MlpWeights } from "./numerics/mlp.ts";
+export { evaluatePolicy } from "./envs/rollout.ts";
