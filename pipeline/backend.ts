@@ -68,12 +68,13 @@ async function startCpu(): Promise<BackendInfo> {
 async function startWasm(): Promise<BackendInfo> {
   // A static import leaves the registry empty in Deno (platform notes); import after tfjs.
   const wasm = await import("@tensorflow/tfjs-backend-wasm");
-  const threads = Math.max(1, navigator.hardwareConcurrency || 1);
-  wasm.setThreadsCount(threads); // must precede setBackend
+  wasm.setThreadsCount(Math.max(1, navigator.hardwareConcurrency || 1)); // must precede setBackend
   if (!(await tf.setBackend("wasm"))) throw new Error("tf.setBackend('wasm') returned false");
   await tf.ready();
   installWasmTransposeFix();
-  return { name: "wasm", label: "wasm", threads, tfjsVersion: tf.version.tfjs };
+  // What actually runs: tfjs only uses its threaded build where it detects wasm-thread support,
+  // which it does not under Deno (WASM_HAS_MULTITHREAD_SUPPORT is false), so this is usually 1.
+  return { name: "wasm", label: "wasm", threads: wasm.getThreadsCount(), tfjsVersion: tf.version.tfjs };
 }
 
 const NATIVE_PACKAGES = ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"] as const;
