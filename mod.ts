@@ -47,6 +47,8 @@ export {
   trainStudent,
 } from "./stages/evaluate.ts";
 export { stageTimings, summarize, writeSummaryFiles } from "./stages/summarize.ts";
+export { computeStateDensity, DEFAULT_DENSITY_CONFIG, type DensityConfig, densityStage, type StateDensity } from "./stages/density.ts";
+export { gaussianKdeLogDensity, scottBandwidth, silvermanBandwidth } from "./numerics/kde.ts";
 
 // Environments and datasets
 export { ENV_NAMES, ENV_SPECS, type EnvName, LocomotionEnv, normalizedScore, VecLocomotionEnv } from "./envs/locomotion.ts";

@@ -78,10 +78,19 @@ const data = await embedded();
 
 // tfjs's wasm backend runs single-threaded when it finds no worker-thread support, whatever
 // setThreadsCount asked for: report what it actually uses.
-const multithread = backend.name === "wasm" ? Boolean(await tf.env().getAsync("WASM_HAS_MULTITHREAD_SUPPORT")) : undefined;
+const multithread = backend.name === "wasm"
+  ? Boolean(await tf.env().getAsync("WASM_HAS_MULTITHREAD_SUPPORT"))
+  : undefined;
 
 function report(record: Record<string, unknown>): void {
-  console.log(JSON.stringify({ backend: backend.label, threads: backend.threads, wasmMultithread: multithread, ...record }));
+  console.log(
+    JSON.stringify({
+      backend: backend.label,
+      threads: backend.threads,
+      wasmMultithread: multithread,
+      ...record,
+    }),
+  );
 }
 
 /** Times `steps` calls of `step` after `warmup` calls. */

@@ -435,6 +435,81 @@ export async function writeD4rlFile(
   });
 }
 
+/**
+ * Writes one-dimensional float datasets (float32 or float64, as the arrays are) and `attrs` on the root
+ * group to a new HDF5 file — per-state values such as `log_density` and `weight`. Atomic and verified
+ * like {@link writeD4rlFile}: the temporary file is read back and compared byte for byte before it
+ * replaces `path`. Fails with "input" on an empty, non-float or badly named dataset or an attribute
+ * that cannot be stored, "io" when the directory cannot be written, "internal" when the file does not
+ * read back identically.
+ */
+export async function writeFloatDatasets(
+  path: string,
+  datasets: Readonly<Record<string, Float32Array | Float64Array>>,
+  attrs: Readonly<Record<string, WritableAttr>> = {},
+): Promise<void> {
+  const entries = Object.entries(datasets);
+  if (entries.length === 0) fail("input", `cannot write ${path}: no datasets given`);
+  for (const [key, data] of entries) {
+    if (key === "" || key.includes("/")) {
+      fail(
+        "input",
+        `cannot write ${path}: invalid dataset name '${key}'`,
+        "use a non-empty name without '/'",
+      );
+    }
+    if (!(data instanceof Float32Array || data instanceof Float64Array) || data.length === 0) {
+      fail("input", `cannot write ${path}: '${key}' must be a non-empty Float32Array or Float64Array`);
+    }
+  }
+  const plannedAttrs = Object.entries(attrs).map(([name, value]) => planAttr(name, value, path));
+  const h5 = await loadH5wasm();
+  await atomicWrite(path, (tempPath) => {
+    const file = new h5.File(tempPath, "x", { libver: ["earliest", "v110"] });
+    if (file.file_id < 0n) fail("io", `cannot create ${tempPath} (HDF5's diagnostics are on stderr)`);
+    try {
+      for (const [key, data] of entries) file.create_dataset({ name: key, data, shape: [data.length] });
+      for (const { name, payload, shape } of plannedAttrs) file.create_attribute(name, payload, shape);
+    } finally {
+      file.close();
+    }
+    const mismatch: (what: string) => never = (what) =>
+      fail(
+        "internal",
+        `writing ${path}: ${what} did not read back as written`,
+        "HDF5 rejected part of the write (its diagnostics are on stderr)",
+      );
+    const back = openForReading(h5, tempPath);
+    try {
+      const keys = [...back.keys()].sort();
+      if (keys.join("\0") !== entries.map(([k]) => k).sort().join("\0")) {
+        mismatch(`the key list [${keys.join(", ")}]`);
+      }
+      for (const [key, data] of entries) {
+        const entity = back.get(key);
+        if (!(entity instanceof h5.Dataset)) mismatch(`'${key}'`);
+        const meta = entity.metadata;
+        const dtype = dtypeName(h5, meta);
+        const expected = data instanceof Float32Array ? "float32" : "float64";
+        if (dtype !== expected || (meta.shape ?? []).join() !== String(data.length)) {
+          mismatch(`'${key}' (dtype ${dtype})`);
+        }
+        const bytes = readDatasetBytes(h5, back, tempPath, key, meta.size * meta.total_size);
+        if (!sameBytes(bytes, data)) mismatch(`'${key}' values`);
+      }
+      const got = readRootAttrs(back);
+      if (Object.keys(got).sort().join("\0") !== plannedAttrs.map((a) => a.name).sort().join("\0")) {
+        mismatch(`the attribute list [${Object.keys(got).sort().join(", ")}]`);
+      }
+      for (const { name, expected } of plannedAttrs) {
+        if (!sameAttr(got[name], expected)) mismatch(`attribute '${name}'`);
+      }
+    } finally {
+      back.close();
+    }
+  });
+}
+
 interface PlannedDataset {
   readonly key: string;
   readonly shape: number[];

@@ -19,6 +19,7 @@ await initBackend("wasm");
 const small: PipelineConfig = {
   load: { minTransitions: 5_000 },
   teacher: { ...PRESETS.quick.teacher, steps: 40, evalEpisodes: 1, checkpointEvery: 20 },
+  density: PRESETS.quick.density,
   distill: {
     ...PRESETS.quick.distill,
     synsetSize: 8,
@@ -82,6 +83,12 @@ Deno.test("stage executions: everything once, then nothing; a change recomputes 
   const dbc = { ...small, distill: { ...small.distill, objective: "dbc" as const } };
   assert.deepEqual((await run(cache, "embedded", dbc)).counts, { distill: 1, evaluate: 1 });
   assert.deepEqual((await run(cache, "embedded", { ...dbc, teacher: { ...small.teacher, seed: 5 } })).counts, {});
+  // SDW adds the density stage; its config reaches distill only through the density key.
+  const sdw = { ...small, density: { ...small.density, referenceSize: 1000 }, distill: { ...small.distill, objective: "sdw" as const } };
+  assert.deepEqual((await run(cache, "embedded", sdw)).counts, { density: 1, distill: 1, evaluate: 1 });
+  const sdwAlpha = { ...sdw, density: { ...sdw.density, alpha: 0.5 } };
+  assert.deepEqual((await run(cache, "embedded", sdwAlpha)).counts, { density: 1, distill: 1, evaluate: 1 });
+  assert.deepEqual((await run(cache, "embedded", sdw)).counts, {});
   assert.equal((await entries(join(cache, "load"))).length, 2);
 });
 

@@ -67,7 +67,8 @@ async function main(args: string[]): Promise<void> {
       runs: [{ dataset, seed: config.distill.seed, distilled: r.distilled.value, report: r.evaluation.value }],
       backend: backend.label,
       config,
-      timings: stageTimings([r.dataset, ...(r.teacher ? [r.teacher] : []), r.distilled, r.evaluation]),
+      timings: stageTimings([r.dataset, ...(r.teacher ? [r.teacher] : []), ...(r.density ? [r.density] : []), r.distilled, r.evaluation]),
+      density: r.density?.value.weight,
       states: { dataset: d, synthetic: r.distilled.value },
     });
     written = await writeSummaryFiles(run.dir, summary);
