@@ -26,6 +26,7 @@
  * @module
  */
 
+import { symmetricEigen } from "./eigen.ts";
 import * as tf from "@tensorflow/tfjs";
 import { fail } from "../pipeline/errors.ts";
 import {
@@ -493,46 +494,11 @@ export function principalAxes(
     for (let j = 0; j < dim; j++) for (let k = j; k < dim; k++) a[j * dim + k] += row[j] * row[k];
   }
   for (let j = 0; j < dim; j++) for (let k = j; k < dim; k++) a[k * dim + j] = a[j * dim + k] /= n;
-  const v = new Float64Array(dim * dim);
-  for (let k = 0; k < dim; k++) v[k * dim + k] = 1;
-  for (let sweep = 0; sweep < 100; sweep++) {
-    let off = 0, diag = 0;
-    for (let p = 0; p < dim; p++) {
-      diag += a[p * dim + p] ** 2;
-      for (let q = p + 1; q < dim; q++) off += a[p * dim + q] ** 2;
-    }
-    if (off <= 1e-30 * diag || off === 0) break;
-    for (let p = 0; p < dim; p++) {
-      for (let q = p + 1; q < dim; q++) {
-        const apq = a[p * dim + q];
-        if (apq === 0) continue;
-        const theta = (a[q * dim + q] - a[p * dim + p]) / (2 * apq);
-        const t = (theta >= 0 ? 1 : -1) / (Math.abs(theta) + Math.sqrt(theta * theta + 1));
-        const c = 1 / Math.sqrt(t * t + 1), s = t * c;
-        for (let k = 0; k < dim; k++) {
-          const akp = a[k * dim + p], akq = a[k * dim + q];
-          a[k * dim + p] = c * akp - s * akq;
-          a[k * dim + q] = s * akp + c * akq;
-        }
-        for (let k = 0; k < dim; k++) {
-          const apk = a[p * dim + k], aqk = a[q * dim + k];
-          a[p * dim + k] = c * apk - s * aqk;
-          a[q * dim + k] = s * apk + c * aqk;
-        }
-        for (let k = 0; k < dim; k++) {
-          const vkp = v[k * dim + p], vkq = v[k * dim + q];
-          v[k * dim + p] = c * vkp - s * vkq;
-          v[k * dim + q] = s * vkp + c * vkq;
-        }
-      }
-    }
-  }
-  const orderIdx = Array.from({ length: dim }, (_, k) => k).sort((x, y) => a[y * dim + y] - a[x * dim + x]);
+  const { values, vectors } = symmetricEigen(a, dim);
   const basis = new Float64Array(dim * dim);
-  const variances = new Float64Array(dim);
-  orderIdx.forEach((col, j) => {
-    variances[j] = a[col * dim + col];
-    for (let k = 0; k < dim; k++) basis[k * dim + j] = v[k * dim + col];
+  const variances = Float64Array.from(values);
+  vectors.forEach((vec, j) => {
+    for (let k = 0; k < dim; k++) basis[k * dim + j] = vec[k];
   });
   return { center, basis, variances };
 }
