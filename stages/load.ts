@@ -11,7 +11,14 @@
  */
 
 import { ENV_NAMES, ENV_SPECS, type EnvName } from "../envs/locomotion.ts";
-import { episodeReturns, loadD4rlDataset, observationStats, qlearningView, resolveD4rlAlias } from "../datasets/d4rl.ts";
+import {
+  episodeReturns,
+  loadD4rlDataset,
+  observationStats,
+  qlearningView,
+  type QLearningView,
+  resolveD4rlAlias,
+} from "../datasets/d4rl.ts";
 import { download, verifyFile } from "../datasets/download.ts";
 import { fail } from "../pipeline/errors.ts";
 import type { ProgressFactory } from "../pipeline/progress.ts";
@@ -73,24 +80,14 @@ export interface LoadConfig {
   readonly minTransitions: number;
 }
 
-/** An offline dataset ready for training: the Q-learning view plus its statistics. */
-export interface OfflineDataset {
+/**
+ * An offline dataset ready for training: D4RL's Q-learning view (raw, unnormalized states) plus where
+ * it came from and its statistics.
+ */
+export interface OfflineDataset extends Omit<QLearningView, "rows" | "nextSource"> {
   readonly env: EnvName;
   readonly file: string;
   readonly sha256: string;
-  /** Transitions in the Q-learning view. */
-  readonly n: number;
-  readonly obsDim: number;
-  readonly actDim: number;
-  /** `[n, obsDim]`, raw (unnormalized) states. */
-  readonly observations: Float32Array;
-  /** `[n, actDim]` */
-  readonly actions: Float32Array;
-  readonly rewards: Float32Array;
-  /** `[n, obsDim]` */
-  readonly nextObservations: Float32Array;
-  /** 0/1 per transition: do not bootstrap. */
-  readonly terminals: Uint8Array;
   /** Per-dimension state mean and std + 1e-3 over the view's observations. */
   readonly stateMean: Float32Array;
   readonly stateStd: Float32Array;
