@@ -28,6 +28,7 @@ import {
   mlpForward,
   mlpTensorList,
   mlpVariables,
+  tidyPlain,
 } from "../numerics/mlp.ts";
 import { Rng } from "../numerics/random.ts";
 import { EMBEDDED_DATASET, loadStage, type OfflineDataset } from "../stages/load.ts";
@@ -40,7 +41,6 @@ import {
   returnsToGo,
   sampleIndices,
   stepRng,
-  tidyPlain,
 } from "../stages/teacher/data.ts";
 import { initTd3bcWeights, targetNoise, Td3bc, TD3BC_DEFAULTS } from "../stages/teacher/td3bc.ts";
 

@@ -11,7 +11,7 @@
  * @module
  */
 
-import { KERNEL_REL_ERROR } from "./kde_wasm.ts";
+import { KERNEL_REL_ERROR, type LeafKernel } from "./kde_wasm.ts";
 
 /** A KD-tree over points stored in tree order. */
 export interface KdTree {
@@ -293,7 +293,7 @@ const CHECK_EVERY = 4;
 export class BlockEvaluator {
   readonly #p: KdeProblem;
   readonly #layout: KdeLayout;
-  readonly #kernel: LeafKernelLike;
+  readonly #kernel: LeafKernel;
   readonly #F: Float64Array;
   readonly #I: Int32Array;
   readonly #qbase: number;
@@ -310,7 +310,7 @@ export class BlockEvaluator {
     problem: KdeProblem,
     layout: KdeLayout,
     memory: ArrayBufferLike,
-    kernel: LeafKernelLike,
+    kernel: LeafKernel,
     index: number,
   ) {
     this.#p = problem;
@@ -514,16 +514,3 @@ export class BlockEvaluator {
 /** Floats of per-query kernel state (see `kde_wasm.ts`). */
 export const STATE_FLOATS = 6;
 
-/** The kernel's call signature (`LeafKernel` in `kde_wasm.ts`). */
-export type LeafKernelLike = (
-  rec: number,
-  npk: number,
-  count: number,
-  nAct: number,
-  act: number,
-  qbase: number,
-  state: number,
-  c2: number,
-  logC: number,
-  scratch: number,
-) => void;

@@ -16,6 +16,14 @@
 import * as tf from "@tensorflow/tfjs";
 import type { Rng } from "./random.ts";
 
+/**
+ * `tf.tidy` for a function returning a plain object (numbers, records, tensors in records): tensors
+ * made inside and not returned are freed. tfjs's own typing only accepts mutable tensor containers.
+ */
+export function tidyPlain<T>(f: () => T): T {
+  return tf.tidy(() => f() as unknown as tf.TensorContainer) as unknown as T;
+}
+
 /** One dense layer: `y = x·w + b`, `w` of shape `[in, out]`, `b` of shape `[out]`. */
 export interface Dense<T extends tf.Tensor = tf.Tensor> {
   readonly w: T;

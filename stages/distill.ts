@@ -35,10 +35,10 @@ import { ENV_SPECS } from "../envs/locomotion.ts";
 import { fail } from "../pipeline/errors.ts";
 import { loadCheckpoint, saveCheckpoint } from "../pipeline/checkpoint.ts";
 import { defineStage, type Stage, type StageContext } from "../pipeline/stage.ts";
-import { initMlpWeights, mlpTensors, disposeMlp } from "../numerics/mlp.ts";
+import { disposeMlp, initMlpWeights, mlpTensors, tidyPlain } from "../numerics/mlp.ts";
 import { Rng } from "../numerics/random.ts";
 import { metaGradient } from "./distill/metagradient.ts";
-import { evaluateSyntheticSet, type SetEvaluation, type SyntheticSet } from "./evaluate.ts";
+import { evaluateSyntheticSet, normalizedStates, type SetEvaluation, type SyntheticSet } from "./evaluate.ts";
 import type { OfflineDataset } from "./load.ts";
 import { type Teacher, teacherFromArtifact, type TeacherArtifact } from "./teacher/model.ts";
 
@@ -202,11 +202,6 @@ function gatherRows(matrix: Float32Array, width: number, idx: ArrayLike<number>)
   return out;
 }
 
-function normalizeRows(raw: Float32Array, mean: Float32Array, std: Float32Array): Float32Array {
-  const d = mean.length;
-  return raw.map((v, i) => (v - mean[i % d]) / std[i % d]);
-}
-
 /** k-means++ seeding (Arthur and Vassilvitskii 2007) over up to 20,000 states: N well-spread indices. */
 function kmeansPlusPlus(states: Float32Array, n: number, d: number, k: number, rng: Rng): Int32Array {
   const pool = rng.sampleWithoutReplacement(n, Math.min(n, 20_000));
@@ -308,7 +303,7 @@ export async function distill(inputs: DistillInputs, config: DistillConfig, ctx:
   const data = inputs.dataset;
   const { obsDim: d, actDim: m } = data;
   const maxAction = ENV_SPECS[data.env].actionHigh;
-  const normalized = normalizeRows(data.observations, data.stateMean, data.stateStd);
+  const normalized = normalizedStates(data);
   const teacher = inputs.teacher ? teacherFromArtifact(inputs.teacher) : undefined;
   const checkpointDir = join(ctx.workDir, "checkpoint");
   const fingerprint = JSON.stringify({ config, dataset: data.sha256, teacher: inputs.teacher?.source ?? null });
@@ -349,7 +344,7 @@ export async function distill(inputs: DistillInputs, config: DistillConfig, ctx:
       const rng = new Rng(stepSeed(config.seed, k));
       const batch = outerBatch(config, data, normalized, teacher, inputs.density?.weight, rng);
       const initial = mlpTensors(initMlpWeights(sizes, rng));
-      const g = tf.tidy(() =>
+      const g = tidyPlain(() =>
         metaGradient(
           initial,
           tf.tensor2d(state.states, [config.synsetSize, d]),
@@ -360,8 +355,8 @@ export async function distill(inputs: DistillInputs, config: DistillConfig, ctx:
             weights: batch.weights ? tf.tensor1d(batch.weights) : undefined,
           },
           { steps: config.innerSteps, learningRate: config.innerLr, maxAction },
-        ) as never
-      ) as unknown as ReturnType<typeof metaGradient>;
+        )
+      );
       disposeMlp(initial);
       const gStates = g.states.dataSync() as Float32Array;
       const gActions = g.actions.dataSync() as Float32Array;

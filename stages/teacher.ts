@@ -39,8 +39,8 @@ import {
   returnsToGo,
   sampleIndices,
   stepRng,
-  tidyPlain,
 } from "./teacher/data.ts";
+import { tidyPlain } from "../numerics/mlp.ts";
 import {
   CORL_GAUSSIAN_HEAD,
   TEACHER_FORMAT,

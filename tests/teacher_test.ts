@@ -45,7 +45,8 @@ import {
   cqlSamples,
   initCalqlWeights,
 } from "../stages/teacher/calql.ts";
-import { type Batch, batchFromArrays, returnsToGo, tidyPlain } from "../stages/teacher/data.ts";
+import { type Batch, batchFromArrays, returnsToGo } from "../stages/teacher/data.ts";
+import { tidyPlain } from "../numerics/mlp.ts";
 import { criticForward } from "../stages/teacher/model.ts";
 import {
   initTd3bcWeights,

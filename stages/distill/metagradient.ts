@@ -26,12 +26,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { type MlpParams, mlpForward } from "../../numerics/mlp.ts";
-
-/** `tf.tidy` for results that are plain objects of tensors (tfjs's own typing wants mutable containers). */
-function tidy<T>(fn: () => T): T {
-  return tf.tidy(fn as unknown as () => tf.TensorContainer) as unknown as T;
-}
+import { type MlpParams, mlpForward, tidyPlain } from "../../numerics/mlp.ts";
 
 /** Student parameters: layer l has `w` `[in, out]` and `b` `[out]` (the `numerics/mlp.ts` layout). */
 export type StudentParams = MlpParams<tf.Tensor>;
@@ -132,7 +127,7 @@ export function unrollInnerLoop(initial: StudentParams, x: tf.Tensor2D, y: tf.Te
   const losses: tf.Scalar[] = [];
   let params = initial;
   for (let t = 0; t < options.steps; t++) {
-    const result = tidy(() => {
+    const result = tidyPlain(() => {
       const { hidden, tanhOut } = forward(params, x);
       const gOut = squaredErrorGradient(tanhOut, y, options.maxAction);
       const { grad, deltas } = backward(params, x, hidden, tanhOut, gOut, options.maxAction);
@@ -173,7 +168,7 @@ export function outerLossAndGradient(
   batch: OuterBatch,
   maxAction: number,
 ): { loss: tf.Scalar; grad: ParamGradient } {
-  return tidy(() => {
+  return tidyPlain(() => {
     const { hidden, tanhOut } = forward(params, batch.states);
     const diff = tf.sub(tf.mul(tanhOut, maxAction), batch.targets);
     const perRow = tf.mean(tf.square(diff), 1);
@@ -218,7 +213,7 @@ export function metaGradient(
     let dy: tf.Tensor2D = tf.zerosLike(y);
     for (let t = options.steps - 1; t >= 0; t--) {
       const r = trajectory.records[t];
-      const next = tidy(() => {
+      const next = tidyPlain(() => {
         const w = r.params.map((layer) => layer.w as tf.Tensor2D);
         const L = w.length;
         // Tangent forward: ż_l = ȧ_{l−1} W_l + a_{l−1} V_l + vb_l, ȧ_l = ż_l ⊙ 1[a_l > 0] (ȧ_0 = 0).

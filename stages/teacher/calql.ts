@@ -43,9 +43,10 @@ import {
   type MlpWeights,
   readMlp,
   softUpdate,
+  tidyPlain,
 } from "../../numerics/mlp.ts";
 import type { Rng } from "../../numerics/random.ts";
-import { type Batch, tidyPlain } from "./data.ts";
+import type { Batch } from "./data.ts";
 import { CORL_GAUSSIAN_HEAD, criticForward, gaussianParams, tanhGaussianSample } from "./model.ts";
 
 /** Cal-QL hyperparameters (CORL's `TrainConfig` names in camel case). */

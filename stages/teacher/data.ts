@@ -13,11 +13,6 @@ import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../../numerics/random.ts";
 import type { OfflineDataset } from "../load.ts";
 
-/** `tf.tidy` for a function returning plain values (numbers, records): every tensor made inside is freed. */
-export function tidyPlain<T>(f: () => T): T {
-  return tf.tidy(() => f() as unknown as tf.TensorContainer) as unknown as T;
-}
-
 /** The dataset on the backend. States are normalized with the dataset's mean and std. */
 export interface ReplayTensors {
   readonly n: number;

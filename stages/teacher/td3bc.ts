@@ -36,9 +36,10 @@ import {
   readMlp,
   softUpdate,
   stopGradient,
+  tidyPlain,
 } from "../../numerics/mlp.ts";
 import type { Rng } from "../../numerics/random.ts";
-import { type Batch, tidyPlain } from "./data.ts";
+import type { Batch } from "./data.ts";
 import { criticForward } from "./model.ts";
 
 /** TD3+BC hyperparameters. */
