@@ -454,11 +454,7 @@ export function ensemblePolicy(
   if (members.length === 0) fail("config", "an ensemble needs at least one student");
   const d = stats.obsDim;
   return (raw, n) => {
-    const normalized = Float32Array.from(
-      raw.subarray(0, n * d),
-      (v, i) => (v - stats.stateMean[i % d]) / stats.stateStd[i % d],
-    );
-    const x = tf.tensor2d(normalized, [n, d]);
+    const x = tf.tensor2d(normalizedStates({ ...stats, observations: raw.subarray(0, n * d) }), [n, d]);
     try {
       if (members.length === 1) return Float32Array.from(readAndDispose(studentActions(members[0], x)));
       // One download for all members (a GPU backend pays per sync), then the average on the CPU.
