@@ -2,10 +2,11 @@
  * obd — offline behavior distillation on Deno. The public API, for scripts and notebooks:
  *
  * ```ts
- * import { createRuntime, initBackend, loadStage, locateDataset, runPipeline, PRESETS } from "./mod.ts";
+ * import { createRuntime, initBackend, PRESETS, runStudy, writeStudyReport } from "./mod.ts";
  * await initBackend("wasm");
  * const rt = createRuntime({ cacheRoot: "data/cache", backend: "wasm" });
- * const result = await runPipeline(rt, "embedded", PRESETS.quick)();
+ * const study = await runStudy(rt, "embedded", { methods: ["random", "dbc", "avpbc"] }, PRESETS.quick)();
+ * if (study._tag === "Right") await writeStudyReport("data/runs/mine", [study.right], { runName: "mine", backend: "wasm", config: PRESETS.quick });
  * ```
  * @module
  */
@@ -19,7 +20,23 @@ export { BACKENDS, type BackendInfo, type BackendName, initBackend } from "./pip
 export { consoleProgress, type Progress, type ProgressFactory, silentProgress } from "./pipeline/progress.ts";
 export { fileMetricsLog, memoryMetricsLog, type MetricsLog } from "./pipeline/metrics.ts";
 export { loadCheckpoint, saveCheckpoint } from "./pipeline/checkpoint.ts";
-export { type PipelineConfig, PRESETS, runPipeline, STAGE_NAMES } from "./pipeline/obd.ts";
+export {
+  DEFAULT_METHODS,
+  type Method,
+  METHODS,
+  type MethodRun,
+  type PipelineConfig,
+  PRESETS,
+  runStudy,
+  STAGE_NAMES,
+  type StageName,
+  type StudyOptions,
+  type StudyResult,
+  UNTIL_STAGES,
+  type UntilStage,
+  withSeed,
+} from "./pipeline/obd.ts";
+export { type ReportMeta, studyRunRecords, studySummaryInput, writeStudyReport } from "./pipeline/report.ts";
 
 // Stages
 export { EMBEDDED_DATASET, type LoadConfig, loadStage, type LocatedDataset, locateDataset, type OfflineDataset } from "./stages/load.ts";
@@ -37,6 +54,11 @@ export {
 } from "./stages/distill.ts";
 export { metaGradient, studentForward, unrollInnerLoop } from "./stages/distill/metagradient.ts";
 export {
+  type BaselinesConfig,
+  baselinesConfig,
+  type BaselinesInputs,
+  baselinesStage,
+  evaluateBaselines,
   type EvaluateConfig,
   type EvaluationReport,
   evaluateStage,

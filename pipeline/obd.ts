@@ -9,11 +9,19 @@
 
 import { pipe } from "fp-ts/function.js";
 import * as TE from "fp-ts/TaskEither.js";
-import { type DistillConfig, type DistilledSet, distillStage, PAPER_DISTILL, QUICK_DISTILL, requirements } from "../stages/distill.ts";
+import { type DistillConfig, type DistilledSet, distillStage, type Objective, OBJECTIVES, PAPER_DISTILL, QUICK_DISTILL, requirements } from "../stages/distill.ts";
 import { type LocatedDataset, locateDataset, loadStage, type OfflineDataset } from "../stages/load.ts";
 import { defaultTeacherConfig, type TeacherConfig, teacherStage } from "../stages/teacher.ts";
 import { DEFAULT_DENSITY_CONFIG, type DensityConfig, densityStage, type StateDensity } from "../stages/density.ts";
-import { type EvaluateConfig, type EvaluationReport, evaluateStage, PAPER_EVALUATE, QUICK_EVALUATE } from "../stages/evaluate.ts";
+import {
+  baselinesConfig,
+  baselinesStage,
+  type EvaluateConfig,
+  type EvaluationReport,
+  evaluateStage,
+  PAPER_EVALUATE,
+  QUICK_EVALUATE,
+} from "../stages/evaluate.ts";
 import type { TeacherArtifact } from "../stages/teacher/model.ts";
 import { type PipelineError, toPipelineError } from "./errors.ts";
 import { type Artifact, runStage, type Runtime } from "./runtime.ts";
@@ -35,7 +43,9 @@ export const PRESETS: Readonly<Record<string, PipelineConfig>> = {
     teacher: { ...defaultTeacherConfig("td3bc"), steps: 8_000, evalEpisodes: 5 },
     density: DEFAULT_DENSITY_CONFIG,
     distill: QUICK_DISTILL,
-    evaluate: QUICK_EVALUATE,
+    // Fresh students train like the inner loop they were distilled through (the paper's protocol):
+    // evaluating a T = 20 set with 100-step students measured something it was not optimized for.
+    evaluate: { ...QUICK_EVALUATE, studentSteps: QUICK_DISTILL.innerSteps },
   },
   paper: {
     load: { minTransitions: 5_000 },
@@ -46,37 +56,128 @@ export const PRESETS: Readonly<Record<string, PipelineConfig>> = {
   },
 };
 
-/** Names of the stages this version runs, in order (valid values of `--force`). */
-export const STAGE_NAMES = ["load", "teacher", "density", "distill", "evaluate"] as const;
+/** Cached stages in the order they run (valid values of `--force`). */
+export const STAGE_NAMES = ["load", "teacher", "density", "distill", "baselines", "evaluate"] as const;
+/** One of {@link STAGE_NAMES}. */
+export type StageName = (typeof STAGE_NAMES)[number];
 
-/** Everything a run produced. */
-export interface PipelineResult {
+/** Where a run may stop (`--until`): after a cached stage, or after the summary (the default). */
+export const UNTIL_STAGES = ["load", "teacher", "density", "distill", "evaluate", "summarize"] as const;
+/** One of {@link UNTIL_STAGES}. */
+export type UntilStage = (typeof UNTIL_STAGES)[number];
+
+/** What a study compares: Random selection (a baseline, no distillation) and the objectives. */
+export const METHODS = ["random", ...OBJECTIVES] as const;
+/** One of {@link METHODS}. */
+export type Method = (typeof METHODS)[number];
+
+/** The methods of the offline demo and of a study when none is named: the paper's Table 1 rows with SDW. */
+export const DEFAULT_METHODS: readonly Method[] = ["random", "dbc", "pbc", "avpbc", "sdw"];
+
+/** The config with the distillation seed set (teacher, densities and baselines are shared by seeds). */
+export function withSeed(config: PipelineConfig, seed: number): PipelineConfig {
+  return { ...config, distill: { ...config.distill, seed } };
+}
+
+/** What a study runs: the methods, and the last stage to run. */
+export interface StudyOptions {
+  readonly methods: readonly Method[];
+  /** Stop after this stage (default: everything). */
+  readonly until?: UntilStage;
+}
+
+/** One method's outputs in a study (absent when `until` stopped before them). */
+export interface MethodRun {
+  readonly method: Method;
+  readonly distilled?: Artifact<DistilledSet>;
+  readonly evaluation?: Artifact<EvaluationReport>;
+}
+
+/** Everything a study of one dataset produced. */
+export interface StudyResult {
+  /** The dataset as named on the command line (its column label in the tables). */
+  readonly datasetName: string;
   readonly located: LocatedDataset;
   readonly dataset: Artifact<OfflineDataset>;
   readonly teacher?: Artifact<TeacherArtifact>;
   readonly density?: Artifact<StateDensity>;
-  readonly distilled: Artifact<DistilledSet>;
-  readonly evaluation: Artifact<EvaluationReport>;
+  /** Random selection, BC on the whole data and the teacher, scored once for all methods. */
+  readonly baselines?: Artifact<EvaluationReport>;
+  readonly runs: readonly MethodRun[];
 }
 
-/** Finds the dataset and runs the stages on it. */
-export function runPipeline(rt: Runtime, datasetName: string, config: PipelineConfig): TE.TaskEither<PipelineError, PipelineResult> {
-  const needs = requirements(config.distill.objective);
-  const needsTeacher = needs.teacher || config.distill.init === "top-q";
+const reaches = (until: UntilStage | undefined, stage: UntilStage) =>
+  UNTIL_STAGES.indexOf(until ?? "summarize") >= UNTIL_STAGES.indexOf(stage);
+
+/** Turns a stage's `Artifact<T>` into an optional one, for stages a study may skip. */
+const optional = <T>(te: TE.TaskEither<PipelineError, Artifact<T>>) => TE.map((a: Artifact<T>) => a as Artifact<T> | undefined)(te);
+const skipped = TE.right(undefined);
+
+/**
+ * A study of one dataset: load; the teacher and densities once, if a method needs them; the
+ * baselines once; then distill and evaluate per objective. Every step is a cached stage, so a
+ * second run, or another method on the same dataset, reuses everything upstream of it.
+ */
+export function runStudy(
+  rt: Runtime,
+  datasetName: string,
+  options: StudyOptions,
+  config: PipelineConfig,
+): TE.TaskEither<PipelineError, StudyResult> {
+  const { methods, until } = options;
+  const objectives = methods.filter((m): m is Objective => m !== "random");
+  // The teacher is trained only for objectives that need it; its own score is then a baseline too.
+  const needsTeacher = objectives.some((o) => requirements(o).teacher || config.distill.init === "top-q");
+  const needsDensity = objectives.some((o) => requirements(o).density);
+  const run = config.evaluate.run;
+  const wantsBaselines = methods.includes("random") || (objectives.length > 0 && (run.bc || run.teacher));
+  // Baselines are scored once by their own stage; each set's evaluation leaves them out.
+  const baselinesSettings = baselinesConfig(
+    { ...config.evaluate, run: { ...run, randomSelection: methods.includes("random") } },
+    config.distill.synsetSize,
+  );
+  const setEvaluation = { ...config.evaluate, run: { ...run, randomSelection: false, bc: false, teacher: false } };
   return pipe(
     TE.tryCatch(() => locateDataset(datasetName, rt.progress), (e) => ({ ...toPipelineError(e), stage: "load" })),
     TE.bindTo("located"),
     TE.bind("dataset", ({ located }) =>
       runStage(rt, loadStage, { file: located.file, sha256: located.sha256, env: located.env, minTransitions: config.load.minTransitions }, {})),
     TE.bind("teacher", ({ dataset }) =>
-      needsTeacher ? pipe(runStage(rt, teacherStage, config.teacher, { dataset }), TE.map((t) => t as Artifact<TeacherArtifact> | undefined)) : TE.right(undefined)),
+      needsTeacher && reaches(until, "teacher") ? optional(runStage(rt, teacherStage, config.teacher, { dataset })) : skipped),
     TE.bind("density", ({ dataset }) =>
-      needs.density
-        ? pipe(runStage(rt, densityStage, config.density, { dataset }), TE.map((d) => d as Artifact<StateDensity> | undefined))
-        : TE.right(undefined)),
-    TE.bind("distilled", ({ dataset, teacher, density }) =>
-      runStage(rt, distillStage, config.distill, { dataset, ...(teacher ? { teacher } : {}), ...(density ? { density } : {}) })),
-    TE.bind("evaluation", ({ dataset, teacher, distilled }) =>
-      runStage(rt, evaluateStage, config.evaluate, teacher ? { dataset, distilled, teacher } : { dataset, distilled })),
+      needsDensity && reaches(until, "density") ? optional(runStage(rt, densityStage, config.density, { dataset })) : skipped),
+    TE.bind("baselines", ({ dataset, teacher }) =>
+      wantsBaselines && reaches(until, "evaluate") && Object.values(baselinesSettings.evaluate.run).some(Boolean)
+        ? optional(runStage(rt, baselinesStage, baselinesSettings, teacher ? { dataset, teacher } : { dataset }))
+        : skipped),
+    TE.bind("runs", ({ dataset, teacher, density }) =>
+      TE.sequenceSeqArray(methods.map((method) => runMethod(rt, method, config, setEvaluation, until, { dataset, teacher, density })))),
+    TE.map((r) => ({ datasetName, ...r })),
+  );
+}
+
+/** Distill and evaluate one method (Random selection has nothing of its own: its score is a baseline). */
+function runMethod(
+  rt: Runtime,
+  method: Method,
+  config: PipelineConfig,
+  evaluation: EvaluateConfig,
+  until: UntilStage | undefined,
+  upstream: { dataset: Artifact<OfflineDataset>; teacher?: Artifact<TeacherArtifact>; density?: Artifact<StateDensity> },
+): TE.TaskEither<PipelineError, MethodRun> {
+  if (method === "random" || !reaches(until, "distill")) return TE.right({ method });
+  const { dataset, teacher, density } = upstream;
+  const needs = requirements(method);
+  const distillConfig = { ...config.distill, objective: method };
+  return pipe(
+    runStage(rt, distillStage, distillConfig, {
+      dataset,
+      ...(teacher && (needs.teacher || distillConfig.init === "top-q") ? { teacher } : {}),
+      ...(density && needs.density ? { density } : {}),
+    }),
+    TE.bindTo("distilled"),
+    TE.bind("evaluation", ({ distilled }) =>
+      reaches(until, "evaluate") ? optional(runStage(rt, evaluateStage, evaluation, { dataset, distilled })) : skipped),
+    TE.map(({ distilled, evaluation }) => ({ method, distilled, ...(evaluation ? { evaluation } : {}) })),
   );
 }

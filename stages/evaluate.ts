@@ -987,6 +987,136 @@ export function streamSeed(seed: number, part: string): number {
   return (h ^ Math.imul(seed + 0x9e3779b9, 0x85ebca6b)) >>> 0;
 }
 
+/** Records a method's score in the manifest's metrics and the run log. */
+function recordScore(ctx: StageContext, name: string, score: MethodScore): void {
+  ctx.metric(`normalizedScore.${name}`, score.meanNormalizedScore);
+  ctx.metric(`return.${name}`, score.meanReturn);
+  ctx.log({
+    event: "evaluation",
+    method: name,
+    normalizedScore: score.meanNormalizedScore,
+    std: score.stdNormalizedScore,
+    return: score.meanReturn,
+    units: score.units,
+    seconds: score.seconds,
+  });
+}
+
+/** What {@link scoreBaselines} reports through: rollout tally, progress ticks, metrics, the log. */
+interface ScoringParts {
+  readonly tally: Throughput;
+  readonly tick: (part: string, score?: number) => void;
+  readonly record: (name: string, score: MethodScore) => void;
+  readonly log: StageContext["log"];
+}
+
+/**
+ * The baselines the switches ask for, on one dataset: Random selection (`size` real pairs, trained
+ * like a synthetic set), BC on the whole dataset, and the teacher. They depend on the dataset, the
+ * teacher and the set size only, so a study of several methods scores them once.
+ */
+async function scoreBaselines(
+  dataset: OfflineDataset,
+  teacher: TeacherArtifact | undefined,
+  size: number,
+  config: EvaluateConfig,
+  protocol: StudentProtocol,
+  parts: ScoringParts,
+): Promise<EvaluationReport["baselines"]> {
+  const run = config.run;
+  const env = dataset.env;
+  const maxAction = protocol.maxAction;
+  const bcSteps = config.bcSteps || table4BcSteps(env, dataset.n);
+  const needNormalized = run.randomSelection || run.bc;
+  const normalized = needNormalized ? normalizedStates(dataset) : undefined;
+
+  let randomSelection: MethodScore | undefined;
+  if (run.randomSelection) {
+    const t0 = performance.now();
+    const rng = new Rng(streamSeed(config.seed, "random-selection"));
+    const units: Evaluation[] = [];
+    for (let r = 0; r < config.randomRepeats; r++) {
+      const set = randomSelectionSet(dataset, size, rng.fork(), normalized);
+      const params = trainStudent(set, protocol, rng.fork());
+      try {
+        units.push(
+          await parts.tally.rollout(env, studentPolicy(params, set, maxAction), config.episodes, rng.nextUint32()),
+        );
+      } finally {
+        disposeMlp(params);
+      }
+      parts.tick("random selection");
+    }
+    randomSelection = methodScore("random selection", units, (performance.now() - t0) / 1000);
+    parts.record("randomSelection", randomSelection);
+  }
+
+  let bc: (MethodScore & { steps: number; finalLoss: number }) | undefined;
+  if (run.bc) {
+    const t0 = performance.now();
+    const rng = new Rng(streamSeed(config.seed, "bc"));
+    const pairs: TrainingPairs = {
+      n: dataset.n,
+      obsDim: dataset.obsDim,
+      actDim: dataset.actDim,
+      states: normalized!,
+      actions: dataset.actions,
+    };
+    const units: Evaluation[] = [];
+    const finalLosses: number[] = [];
+    for (let p = 0; p < config.bcPolicies; p++) {
+      const student = fitStudent(pairs, {
+        architecture: { kind: "mlp", hidden: protocol.hidden },
+        optimizer: { kind: "adam", learningRate: config.bcLr },
+        steps: bcSteps,
+        maxAction,
+        batchSize: config.bcBatchSize,
+      }, rng.fork());
+      try {
+        finalLosses.push(student.finalLoss);
+        units.push(
+          await parts.tally.rollout(env, ensemblePolicy([student], dataset), config.episodes, rng.nextUint32()),
+        );
+      } finally {
+        disposeStudent(student);
+      }
+      parts.tick("bc");
+    }
+    bc = {
+      ...methodScore("bc", units, (performance.now() - t0) / 1000),
+      steps: bcSteps,
+      finalLoss: meanStd(finalLosses).mean,
+    };
+    parts.record("bc", bc);
+  }
+
+  let teacherScore: MethodScore | undefined;
+  if (run.teacher && teacher) {
+    const t0 = performance.now();
+    const policy = teacherFromArtifact(teacher);
+    try {
+      const result = await parts.tally.rollout(
+        env,
+        policy.policy("deterministic"),
+        config.episodes,
+        streamSeed(config.seed, "teacher"),
+      );
+      teacherScore = methodScore("teacher", [result], (performance.now() - t0) / 1000);
+    } finally {
+      policy.dispose();
+    }
+    parts.record("teacher", teacherScore);
+    parts.tick("teacher", teacherScore.meanNormalizedScore);
+  } else if (run.teacher) {
+    parts.log({ event: "skipped", method: "teacher", reason: "this run has no teacher (objective dbc)" });
+  }
+  return {
+    ...(randomSelection ? { randomSelection } : {}),
+    ...(bc ? { bc } : {}),
+    ...(teacherScore ? { teacher: teacherScore } : {}),
+  };
+}
+
 /**
  * Runs the configured evaluations of one distilled set. Refuses, before any work, a bad config, a
  * set that is empty, non-finite or does not fit the environment, and a dataset or teacher of another
@@ -1040,7 +1170,6 @@ export async function evaluate(
       }))
       : []),
   ];
-  const bcSteps = config.bcSteps || table4BcSteps(env, dataset.n);
   const total = (run.plain ? config.students : 0) + (run.ensemble ? 1 : 0) +
     variantNames.length * config.variantStudents +
     (run.randomSelection ? config.randomRepeats : 0) + (run.bc ? config.bcPolicies : 0) +
@@ -1050,19 +1179,7 @@ export async function evaluate(
   const tick = (part: string, score?: number) => {
     bar.update(++done, score === undefined ? { part } : { part, score });
   };
-  const record = (name: string, score: MethodScore) => {
-    ctx.metric(`normalizedScore.${name}`, score.meanNormalizedScore);
-    ctx.metric(`return.${name}`, score.meanReturn);
-    ctx.log({
-      event: "evaluation",
-      method: name,
-      normalizedScore: score.meanNormalizedScore,
-      std: score.stdNormalizedScore,
-      return: score.meanReturn,
-      units: score.units,
-      seconds: score.seconds,
-    });
-  };
+  const record = (name: string, score: MethodScore) => recordScore(ctx, name, score);
 
   const curve = lastEvaluations(evaluationLog(distilled), config.lastEvaluations);
   if (curve.used > 0) ctx.metric(`curveLast${config.lastEvaluations}`, curve.mean);
@@ -1158,89 +1275,12 @@ export async function evaluate(
     ? OPTIMIZER_NAMES.map((o) => ({ ...variants.get(`4-layer/${o}`)!, name: o }))
     : undefined;
 
-  const needNormalized = run.randomSelection || run.bc;
-  const normalized = needNormalized ? normalizedStates(dataset) : undefined;
-
-  let randomSelection: MethodScore | undefined;
-  if (run.randomSelection) {
-    const t0 = performance.now();
-    const rng = new Rng(streamSeed(config.seed, "random-selection"));
-    const units: Evaluation[] = [];
-    for (let r = 0; r < config.randomRepeats; r++) {
-      const set = randomSelectionSet(dataset, distilled.size, rng.fork(), normalized);
-      const params = trainStudent(set, protocol, rng.fork());
-      try {
-        units.push(
-          await tally.rollout(env, studentPolicy(params, set, maxAction), config.episodes, rng.nextUint32()),
-        );
-      } finally {
-        disposeMlp(params);
-      }
-      tick("random selection");
-    }
-    randomSelection = methodScore("random selection", units, (performance.now() - t0) / 1000);
-    record("randomSelection", randomSelection);
-  }
-
-  let bc: (MethodScore & { steps: number; finalLoss: number }) | undefined;
-  if (run.bc) {
-    const t0 = performance.now();
-    const rng = new Rng(streamSeed(config.seed, "bc"));
-    const pairs: TrainingPairs = {
-      n: dataset.n,
-      obsDim: dataset.obsDim,
-      actDim: dataset.actDim,
-      states: normalized!,
-      actions: dataset.actions,
-    };
-    const units: Evaluation[] = [];
-    const finalLosses: number[] = [];
-    for (let p = 0; p < config.bcPolicies; p++) {
-      const student = fitStudent(pairs, {
-        architecture: { kind: "mlp", hidden: protocol.hidden },
-        optimizer: { kind: "adam", learningRate: config.bcLr },
-        steps: bcSteps,
-        maxAction,
-        batchSize: config.bcBatchSize,
-      }, rng.fork());
-      try {
-        finalLosses.push(student.finalLoss);
-        units.push(
-          await tally.rollout(env, ensemblePolicy([student], dataset), config.episodes, rng.nextUint32()),
-        );
-      } finally {
-        disposeStudent(student);
-      }
-      tick("bc");
-    }
-    bc = {
-      ...methodScore("bc", units, (performance.now() - t0) / 1000),
-      steps: bcSteps,
-      finalLoss: meanStd(finalLosses).mean,
-    };
-    record("bc", bc);
-  }
-
-  let teacherScore: MethodScore | undefined;
-  if (run.teacher && inputs.teacher) {
-    const t0 = performance.now();
-    const teacher = teacherFromArtifact(inputs.teacher);
-    try {
-      const result = await tally.rollout(
-        env,
-        teacher.policy("deterministic"),
-        config.episodes,
-        streamSeed(config.seed, "teacher"),
-      );
-      teacherScore = methodScore("teacher", [result], (performance.now() - t0) / 1000);
-    } finally {
-      teacher.dispose();
-    }
-    record("teacher", teacherScore);
-    tick("teacher", teacherScore.meanNormalizedScore);
-  } else if (run.teacher) {
-    ctx.log({ event: "skipped", method: "teacher", reason: "this run has no teacher (objective dbc)" });
-  }
+  const baselines = await scoreBaselines(dataset, inputs.teacher, distilled.size, config, protocol, {
+    tally,
+    tick,
+    record,
+    log: ctx.log,
+  });
   bar.finish();
 
   const stepsPerSecond = tally.seconds > 0 ? tally.steps / tally.seconds : 0;
@@ -1257,11 +1297,7 @@ export async function evaluate(
     ...(ensemble ? { ensemble } : {}),
     ...(architectures ? { architectures } : {}),
     ...(optimizers ? { optimizers } : {}),
-    baselines: {
-      ...(randomSelection ? { randomSelection } : {}),
-      ...(bc ? { bc } : {}),
-      ...(teacherScore ? { teacher: teacherScore } : {}),
-    },
+    baselines,
     throughput: { envSteps: tally.steps, seconds: tally.seconds, stepsPerSecond },
     seconds: (performance.now() - started) / 1000,
   };
@@ -1276,4 +1312,113 @@ export const evaluateStage: Stage<EvaluateInputs, EvaluateConfig, EvaluationRepo
   name: "evaluate",
   version: "1",
   compute: (inputs, config, ctx) => evaluate(inputs, config, ctx),
+});
+
+/** Inputs of the baselines stage: the dataset, and the teacher when the study has one. */
+export interface BaselinesInputs {
+  readonly dataset: OfflineDataset;
+  readonly teacher?: TeacherArtifact;
+}
+
+/** Config of the baselines stage: the evaluation settings and the size Random selection draws. */
+export interface BaselinesConfig {
+  readonly evaluate: EvaluateConfig;
+  /** N of the synthetic sets they are compared with. */
+  readonly synsetSize: number;
+}
+
+/**
+ * The part of an evaluate config the baselines depend on, everything else at the paper's values:
+ * a study keys its baselines by this, so changing how synthetic sets are evaluated (ensembles,
+ * variants, students per set) does not recompute Random selection, BC or the teacher's score.
+ */
+export function baselinesConfig(evaluate: EvaluateConfig, synsetSize: number): BaselinesConfig {
+  const off = { plain: false, ensemble: false, architectures: false, optimizers: false };
+  return {
+    synsetSize,
+    evaluate: {
+      ...PAPER_EVALUATE,
+      run: { ...evaluate.run, ...off },
+      episodes: evaluate.episodes,
+      hiddenLayers: evaluate.hiddenLayers,
+      width: evaluate.width,
+      studentSteps: evaluate.studentSteps,
+      studentLr: evaluate.studentLr,
+      randomRepeats: evaluate.randomRepeats,
+      bcSteps: evaluate.bcSteps,
+      bcBatchSize: evaluate.bcBatchSize,
+      bcLr: evaluate.bcLr,
+      bcPolicies: evaluate.bcPolicies,
+      seed: evaluate.seed,
+    },
+  };
+}
+
+/**
+ * Scores the baselines of one dataset once (Random selection, BC on the whole data, the teacher),
+ * as an {@link EvaluationReport} of objective `random` with no synthetic-set scores. The numbers
+ * are the same as those `evaluate` reports for any set of that size (same streams).
+ */
+export async function evaluateBaselines(
+  inputs: BaselinesInputs,
+  config: BaselinesConfig,
+  ctx: StageContext,
+): Promise<EvaluationReport> {
+  const started = performance.now();
+  const { evaluate: settings, synsetSize } = config;
+  validateEvaluateConfig(settings);
+  const { dataset } = inputs;
+  if (!(ENV_NAMES as readonly string[]).includes(dataset.env)) {
+    fail("input", `the dataset ${dataset.file} is for an unknown environment "${dataset.env}"`, `choose one of ${ENV_NAMES.join(", ")}`);
+  }
+  if (!Number.isInteger(synsetSize) || synsetSize < 1) {
+    fail("config", `baselines.synsetSize = ${synsetSize} must be a positive integer`);
+  }
+  if (settings.run.randomSelection && synsetSize > dataset.n) {
+    fail("config", `random selection of ${synsetSize} pairs needs a dataset of at least that many transitions (${dataset.n})`);
+  }
+  if (inputs.teacher) checkTeacherFitsDataset(inputs.teacher, { obsDim: dataset.obsDim, actDim: dataset.actDim, name: dataset.file });
+  const protocol: StudentProtocol = {
+    hidden: Array(settings.hiddenLayers).fill(settings.width),
+    steps: settings.studentSteps,
+    learningRate: settings.studentLr,
+    maxAction: ENV_SPECS[dataset.env].actionHigh,
+  };
+  const run = settings.run;
+  const total = (run.randomSelection ? settings.randomRepeats : 0) + (run.bc ? settings.bcPolicies : 0) +
+    (run.teacher && inputs.teacher ? 1 : 0);
+  const bar = ctx.progress("baselines", total);
+  let done = 0;
+  const tally = new Throughput();
+  const baselines = await scoreBaselines(dataset, inputs.teacher, synsetSize, settings, protocol, {
+    tally,
+    tick: (part, score) => bar.update(++done, score === undefined ? { part } : { part, score }),
+    record: (name, score) => recordScore(ctx, name, score),
+    log: ctx.log,
+  });
+  bar.finish();
+  const stepsPerSecond = tally.seconds > 0 ? tally.steps / tally.seconds : 0;
+  return {
+    env: dataset.env,
+    dataset: { file: dataset.file, sha256: dataset.sha256, n: dataset.n },
+    objective: "random",
+    synsetSize,
+    config: settings,
+    protocol,
+    curve: { lastK: settings.lastEvaluations, used: 0, mean: 0, std: 0, log: [] },
+    baselines,
+    throughput: { envSteps: tally.steps, seconds: tally.seconds, stepsPerSecond },
+    seconds: (performance.now() - started) / 1000,
+  };
+}
+
+/** The baselines stage: `{ dataset, teacher? }` → the baselines' {@link EvaluationReport}. */
+export const baselinesStage: Stage<BaselinesInputs, BaselinesConfig, EvaluationReport> = defineStage<
+  BaselinesInputs,
+  BaselinesConfig,
+  EvaluationReport
+>({
+  name: "baselines",
+  version: "1",
+  compute: (inputs, config, ctx) => evaluateBaselines(inputs, config, ctx),
 });

@@ -117,6 +117,7 @@ export interface TableCell {
 
 /** Display names of the distillation objectives (the paper's). */
 export const METHOD_LABELS: Readonly<Record<string, string>> = {
+  random: "Random selection",
   dbc: "DBC",
   pbc: "PBC",
   avpbc: "Av-PBC",

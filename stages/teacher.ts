@@ -21,7 +21,7 @@ import { ENV_SPECS } from "../envs/locomotion.ts";
 import { evaluatePolicy } from "../envs/rollout.ts";
 import { loadCheckpoint, removeCheckpoint, saveCheckpoint } from "../pipeline/checkpoint.ts";
 import { fail } from "../pipeline/errors.ts";
-import { defineStage, type StageContext } from "../pipeline/stage.ts";
+import { defineStage, type Stage, type StageContext } from "../pipeline/stage.ts";
 import { Rng } from "../numerics/random.ts";
 import type { OfflineDataset } from "./load.ts";
 import {
@@ -361,7 +361,7 @@ async function train(
 }
 
 /** The teacher stage: `{ dataset }` → {@link TeacherArtifact}. */
-export const teacherStage = defineStage<{ dataset: OfflineDataset }, TeacherConfig, TeacherArtifact>({
+export const teacherStage: Stage<{ dataset: OfflineDataset }, TeacherConfig, TeacherArtifact> = defineStage<{ dataset: OfflineDataset }, TeacherConfig, TeacherArtifact>({
   name: "teacher",
   version: "1",
   compute: ({ dataset }, config, ctx) => train(dataset, config, ctx),

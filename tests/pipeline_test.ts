@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type PipelineConfig, PRESETS, runPipeline } from "../pipeline/obd.ts";
+import { type PipelineConfig, PRESETS, runStudy } from "../pipeline/obd.ts";
 import type { PipelineError } from "../pipeline/errors.ts";
 import { createRuntime } from "../pipeline/runtime.ts";
 import { EMBEDDED_DATASET, loadStage, locateDataset, type OfflineDataset } from "../stages/load.ts";
@@ -46,7 +46,7 @@ const small: PipelineConfig = {
 
 async function run(cacheRoot: string, dataset: string, config: PipelineConfig = small, force: string[] = []) {
   const rt = createRuntime({ cacheRoot, backend: "wasm", force });
-  const result = await runPipeline(rt, dataset, config)();
+  const result = await runStudy(rt, dataset, { methods: [config.distill.objective] }, config)();
   return { result, counts: Object.fromEntries(rt.executions) };
 }
 
@@ -150,7 +150,10 @@ Deno.test("a missing file and an unknown alias are errors that say what to do", 
 
 Deno.test("the pipeline command: unknown options, malformed values and unknown stages are one-line errors", async () => {
   const cases: [string[], RegExp][] = [
-    [["--bogus"], /^error\[config\]: unknown option '--bogus' — valid options: --backend/],
+    [["--bogus"], /^error\[config\]: unknown option '--bogus' — valid options: --method, .*--cache-dir/],
+    [["--method", "dbc,avpcb"], /^error\[config\]: --method avpcb: no such method — methods: random, dbc, pbc, avpbc, sdw, sdw-pbc/],
+    [["--until", "distil"], /^error\[config\]: --until distil: no such stage — stages: load, teacher, density, distill, evaluate, summarize/],
+    [["--seed", "1.5"], /^error\[config\]: --seed 1.5 is not a non-negative integer/],
     [["--set", "load.minTransitions=many"], /^error\[config\]: load\.minTransitions=many is not a finite number/],
     [["--set", "load.minTransitionz=5"], /^error\[config\]: unknown setting "load\.minTransitionz"/],
     [["--force", "distil"], /^error\[config\]: --force distil: no such stage/],

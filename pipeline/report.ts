@@ -1,0 +1,79 @@
+/**
+ * The report of one or more studies (one dataset and seed each): turns their cached artifacts into
+ * the summary's runs and writes tables, plots and `report.md` into a run directory. The pipeline and
+ * grid commands share it, so a grid's report reads exactly like a single run's.
+ * @module
+ */
+
+import { join } from "node:path";
+import { type RunRecord, stageTimings, summarize, type SummaryInput, writeSummaryFiles } from "../stages/summarize.ts";
+import type { DistillConfig } from "../stages/distill.ts";
+import type { PipelineConfig, StudyResult } from "./obd.ts";
+import type { Artifact } from "./runtime.ts";
+
+/** What a report says about how it was made. */
+export interface ReportMeta {
+  /** Name of the run (its directory under data/runs/). */
+  readonly runName: string;
+  readonly backend: string;
+  readonly config: PipelineConfig;
+}
+
+/** The summary's runs: one per distilled set, plus each study's baselines (Random selection, BC, teacher). */
+export function studyRunRecords(results: readonly StudyResult[]): RunRecord[] {
+  return results.flatMap((r) => [
+    ...(r.baselines ? [{ dataset: r.datasetName, report: r.baselines.value }] : []),
+    ...r.runs.flatMap((m) =>
+      m.distilled
+        ? [{
+          dataset: r.datasetName,
+          seed: (m.distilled.manifest.config as DistillConfig).seed,
+          distilled: m.distilled.value,
+          ...(m.evaluation ? { report: m.evaluation.value } : {}),
+        }]
+        : []
+    ),
+  ]);
+}
+
+/** Every stage artifact of the studies, each once (shared upstream stages appear in many). */
+function artifactsOf(results: readonly StudyResult[]): Artifact<unknown>[] {
+  const all = results.flatMap((r): (Artifact<unknown> | undefined)[] => [
+    r.dataset,
+    r.teacher,
+    r.density,
+    r.baselines,
+    ...r.runs.flatMap((m) => [m.distilled, m.evaluation]),
+  ]).filter((a): a is Artifact<unknown> => a !== undefined);
+  return [...new Map(all.map((a) => [`${a.stage}/${a.key}`, a])).values()];
+}
+
+/** The summary's input for studies: their runs, timings, the first SDW density and a set for the PCA plot. */
+export function studySummaryInput(results: readonly StudyResult[], meta: ReportMeta): SummaryInput {
+  const first = results[0];
+  const sets = first?.runs.flatMap((m) => (m.distilled ? [m] : [])) ?? [];
+  // The PCA plot shows one set: the last method's (the demo's order ends with SDW).
+  const shown = sets[sets.length - 1];
+  return {
+    runName: meta.runName,
+    runs: studyRunRecords(results),
+    backend: meta.backend,
+    config: meta.config,
+    timings: stageTimings(artifactsOf(results)),
+    ...(results.find((r) => r.density)?.density ? { density: results.find((r) => r.density)!.density!.value.weight } : {}),
+    ...(first && shown?.distilled
+      ? { states: { dataset: first.dataset.value, synthetic: shown.distilled.value, label: `${shown.method}, ${first.datasetName}` } }
+      : {}),
+    lastEvaluations: meta.config.evaluate.lastEvaluations,
+  };
+}
+
+/** Summarizes the studies and writes every file into `dir`; returns the paths written. */
+export async function writeStudyReport(dir: string, results: readonly StudyResult[], meta: ReportMeta): Promise<string[]> {
+  return await writeSummaryFiles(dir, summarize(studySummaryInput(results, meta)));
+}
+
+/** The path of a report's Table 1 in Markdown. */
+export function table1Path(dir: string): string {
+  return join(dir, "table1_methods.md");
+}
