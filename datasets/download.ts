@@ -54,7 +54,8 @@ export async function verifyFile(file: RemoteFile): Promise<string> {
 
 /** Downloads `file.url` to `file.path` (atomically) and returns its sha256. */
 export async function download(file: RemoteFile, progress: ProgressFactory): Promise<string> {
-  const offlineHint = `download ${file.url} on a machine with internet access and put it at ${file.path}`;
+  const offlineHint =
+    `download ${file.url} on a machine with internet access and put it at ${file.path}, or run the offline demo on the embedded dataset: deno task pipeline embedded`;
   let response: Response;
   try {
     response = await fetch(file.url);

@@ -78,7 +78,7 @@ Deno.test("offline, the error names the file, the URL and where to put it", asyn
   const error = await failureOf(download({ url: "http://127.0.0.1:9/hopper_medium_replay-v2.hdf5", path }, silentProgress));
   assert.equal(error.kind, "network");
   assert.match(error.message, /hopper_medium_replay-v2\.hdf5 is missing and http:\/\/127\.0\.0\.1:9\/hopper_medium_replay-v2\.hdf5 could not be reached/);
-  assert.equal(error.hint, `download http://127.0.0.1:9/hopper_medium_replay-v2.hdf5 on a machine with internet access and put it at ${path}`);
+  assert.equal(error.hint, `download http://127.0.0.1:9/hopper_medium_replay-v2.hdf5 on a machine with internet access and put it at ${path}, or run the offline demo on the embedded dataset: deno task pipeline embedded`);
 });
 
 Deno.test("verifyFile reports a truncated local file with the fix", async () => {
