@@ -1,13 +1,26 @@
 #!/bin/sh
-# Installs the Debian packages the reference tests compare against (h5py, scikit-learn, PyTorch with
-# a threaded OpenBLAS), only when /usr/bin/python3 cannot already import them. The tests always call
-# /usr/bin/python3: Debian's packages install for it, not for a pyenv/conda python on PATH.
+# Installs the Debian packages the tests need, only those whose Python modules /usr/bin/python3
+# cannot already import. The tests always call /usr/bin/python3: Debian's packages install for it,
+# not for a pyenv/conda python on PATH.
+#   - reference tests: h5py, scikit-learn, PyTorch with a threaded OpenBLAS;
+#   - notebook tests (tests/notebooks_test.ts): nbconvert and nbclient, which execute notebooks/*.ipynb
+#     headless with the Deno kernel. The kernelspec itself is installed by that test, into a temporary
+#     directory, for the very deno binary that runs the tests (`deno jupyter --install`).
 set -eu
-PACKAGES="python3-h5py python3-sklearn python3-torch libopenblas0-pthread"
-if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import h5py, sklearn, torch" 2>/dev/null; then
+REFERENCE_PACKAGES="python3-h5py python3-sklearn python3-torch libopenblas0-pthread"
+NOTEBOOK_PACKAGES="jupyter-nbconvert python3-nbclient"
+
+imports() { [ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import $1" 2>/dev/null; }
+
+PACKAGES=""
+imports "h5py, sklearn, torch" || PACKAGES="$REFERENCE_PACKAGES"
+imports "nbconvert, nbclient, jupyter_client" || PACKAGES="$PACKAGES $NOTEBOOK_PACKAGES"
+# Unquoted on purpose: word splitting trims the list.
+PACKAGES=$(echo $PACKAGES)
+if [ -z "$PACKAGES" ]; then
   exit 0
 fi
-echo "setup: installing Debian packages for the reference tests: $PACKAGES"
+echo "setup: installing Debian packages for the tests: $PACKAGES"
 if [ "$(id -u)" -ne 0 ]; then
   SUDO=sudo
   command -v sudo >/dev/null || { echo "setup: run as root or install: apt-get install $PACKAGES" >&2; exit 1; }
@@ -17,3 +30,4 @@ fi
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $PACKAGES >/dev/null
 /usr/bin/python3 -c "import h5py, sklearn, torch; print('setup: h5py', h5py.__version__, 'sklearn', sklearn.__version__, 'torch', torch.__version__)"
+/usr/bin/python3 -c "import nbconvert, nbclient; print('setup: nbconvert', nbconvert.__version__, 'nbclient', nbclient.__version__)"
