@@ -84,7 +84,9 @@ export class RunningStats {
 export interface LinearPolicy {
   /** actDim × obsDim, row-major. */
   readonly weights: Float64Array;
+  /** Observation mean μ the policy subtracts, length obsDim. */
   readonly mean: Float64Array;
+  /** Observation std σ the policy divides by, length obsDim. */
   readonly std: Float64Array;
 }
 
@@ -110,12 +112,19 @@ export function linearAct(
 
 /** Transitions in D4RL's layout, growing as rollouts append to it. */
 export interface TransitionBuffers {
+  /** States, row-major [capacity × obsDim]; the first `size` rows are valid. */
   observations: Float32Array;
+  /** Actions, row-major [capacity × actDim]. */
   actions: Float32Array;
+  /** Reward of each transition, length capacity. */
   rewards: Float32Array;
+  /** Successor states, row-major [capacity × obsDim]. */
   nextObservations: Float32Array;
+  /** 1 where the episode ended in a terminal state, else 0. */
   terminals: Uint8Array;
+  /** 1 where the episode was cut off by the time limit, else 0. */
   timeouts: Uint8Array;
+  /** Number of valid transitions (rows) in the buffers. */
   size: number;
 }
 

@@ -40,7 +40,9 @@ export type DatasetKind = (typeof DATASET_KINDS)[number];
 
 /** Everything that determines a collected dataset. */
 export interface CollectConfig {
+  /** Environment to collect in. */
   readonly env: EnvName;
+  /** Which D4RL-style dataset to produce. */
   readonly kind: DatasetKind;
   /**
    * Transitions to produce. For medium-replay it is a cap: when training collected more, a seeded
@@ -48,6 +50,7 @@ export interface CollectConfig {
    * behaviour that defines medium-replay survives the cut.
    */
   readonly transitions: number;
+  /** Seed of training, rollouts and subsampling. */
   readonly seed: number;
   /** Normalized score at which the training policy counts as "medium". */
   readonly mediumScore: number;
@@ -61,6 +64,7 @@ export interface CollectConfig {
   readonly evalEpisodes: number;
   /** Gaussian action noise of the behaviour policies' rollouts. */
   readonly actionNoise: number;
+  /** Hyperparameters of the ARS behaviour-policy trainer. */
   readonly ars: ArsConfig;
 }
 
@@ -83,21 +87,31 @@ export function defaultCollectConfig(env: EnvName, kind: DatasetKind): CollectCo
 
 /** A trained behaviour policy and how good it was when it was taken. */
 export interface BehaviourPolicy {
+  /** The linear policy, with its observation normalization. */
   readonly policy: LinearPolicy;
+  /** ARS iteration at which it was taken. */
   readonly iteration: number;
   /** Mean undiscounted return and normalized score at that evaluation. */
   readonly evalReturn: number;
+  /** Normalized score (0 = random, 100 = D4RL expert) at that evaluation. */
   readonly evalScore: number;
 }
 
 /** A collected dataset in D4RL's layout, with its provenance. */
 export interface CollectedDataset {
+  /** The configuration it was collected under. */
   readonly config: CollectConfig;
+  /** The transitions, in D4RL's layout. */
   readonly transitions: TransitionBuffers;
+  /** The medium policy, when the kind needed one. */
   readonly medium?: BehaviourPolicy;
+  /** The expert policy, when the kind needed one. */
   readonly expert?: BehaviourPolicy;
+  /** ARS iterations run (0 for "random"). */
   readonly trainingIterations: number;
+  /** Environment steps taken while training (0 for "random"). */
   readonly trainingSteps: number;
+  /** Wall-clock duration of the collection, in seconds. */
   readonly seconds: number;
 }
 
@@ -154,10 +168,13 @@ export function subsampleEpisodes(
 
 /** Services a collection run needs from its caller. */
 export interface CollectServices {
+  /** Creates the progress bar of the training loop. */
   readonly progress: ProgressFactory;
+  /** Receives one structured record per training event (evaluation, resume, …). */
   readonly log: (record: Readonly<Record<string, unknown>>) => void;
   /** Directory for resumable training checkpoints (omit to disable). */
   readonly checkpointDir?: string;
+  /** Rollout worker threads (default: `navigator.hardwareConcurrency`). */
   readonly workers?: number;
 }
 

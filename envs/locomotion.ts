@@ -30,6 +30,7 @@ export const ENV_NAMES: readonly EnvName[] = ["hopper", "halfcheetah", "walker2d
 
 /** Static description of one environment: sizes, timing, reward/termination constants, D4RL scores. */
 export interface EnvSpec {
+  /** Short name of the environment. */
   readonly name: EnvName;
   /** The Gym id whose semantics are reproduced. */
   readonly gymId: string;
@@ -37,9 +38,11 @@ export interface EnvSpec {
   readonly xmlFile: string;
   /** Generalized coordinates / velocities / actuators of the model. */
   readonly nq: number;
+  /** Number of generalized velocities (qvel length). */
   readonly nv: number;
   /** obs = [qpos[1:], qvel] so obsDim = nq - 1 + nv. */
   readonly obsDim: number;
+  /** Number of actuators, the action dimension. */
   readonly actDim: number;
   /** MuJoCo steps per environment step. */
   readonly frameSkip: number;
@@ -51,8 +54,11 @@ export interface EnvSpec {
   readonly horizon: number;
   /** Every action dimension is bounded by [actionLow, actionHigh] (the actuators' ctrlrange). */
   readonly actionLow: number;
+  /** Upper bound of every action dimension. */
   readonly actionHigh: number;
+  /** Weight of the forward (x) velocity in the reward. */
   readonly forwardRewardWeight: number;
+  /** Weight of the control cost, the squared norm of the action. */
   readonly ctrlCostWeight: number;
   /** Paid on every step, including the terminating one (Gym: terminate_when_unhealthy=True). */
   readonly healthyReward: number;
@@ -68,9 +74,11 @@ export interface EnvSpec {
   readonly qvelClip: number;
   /** Reset noise: qpos += U(-s, s); qvel += U(-s, s) or s·N(0, 1) (see `qvelNoise`). */
   readonly resetNoiseScale: number;
+  /** Distribution of the qvel reset noise. */
   readonly qvelNoise: "uniform" | "normal";
   /** D4RL reference returns (random, expert) behind the normalized score. */
   readonly refMinScore: number;
+  /** D4RL expert reference return (normalized score 100). */
   readonly refMaxScore: number;
 }
 
@@ -426,6 +434,7 @@ export interface EnvOptions {
 export interface StepResult {
   /** Next observation (a fresh array unless an output buffer was passed). */
   obs: Float32Array;
+  /** Reward of the step. */
   reward: number;
   /** The MDP ended (unhealthy); do not bootstrap. */
   terminated: boolean;
@@ -518,8 +527,11 @@ export class LocomotionEnv {
 export interface VecStepResult {
   /** Next observations, numEnvs × obsDim row-major. */
   obs: Float32Array;
+  /** Reward of each environment's step, length numEnvs. */
   rewards: Float64Array;
+  /** 1 where the environment's MDP ended (unhealthy), length numEnvs. */
   terminated: Uint8Array;
+  /** 1 where the environment reached the time limit, length numEnvs. */
   truncated: Uint8Array;
 }
 
@@ -531,6 +543,7 @@ export interface VecStepResult {
 export class VecLocomotionEnv {
   /** Static description (sizes, dt, reward constants...). */
   readonly spec: EnvSpec;
+  /** Number of environments stepped together. */
   readonly numEnvs: number;
   /** Current observations of all environments (numEnvs × obsDim), updated in place. */
   readonly obs: Float32Array;

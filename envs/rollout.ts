@@ -19,8 +19,11 @@ export type BatchPolicy = (states: Float32Array, n: number) => Float32Array | Pr
 
 /** What {@link evaluatePolicy} measured. */
 export interface Evaluation {
+  /** Environment the policy ran in. */
   readonly env: EnvName;
+  /** Number of episodes run. */
   readonly episodes: number;
+  /** Seed of the episodes' reset noise. */
   readonly seed: number;
   /** Undiscounted return of each episode. */
   readonly returns: Float64Array;
@@ -28,9 +31,11 @@ export interface Evaluation {
   readonly normalizedScores: Float64Array;
   /** Environment steps of each episode. */
   readonly lengths: Int32Array;
+  /** Mean of `returns`. */
   readonly meanReturn: number;
   /** Mean of `normalizedScores`, the number papers report. */
   readonly meanNormalizedScore: number;
+  /** Population standard deviation of `normalizedScores`. */
   readonly stdNormalizedScore: number;
 }
 

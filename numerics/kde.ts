@@ -150,6 +150,7 @@ export interface KdeOptions {
   readonly leafSize?: number;
   /** Worker threads (tree; default: one per core; 1 runs on the calling thread). */
   readonly threads?: number;
+  /** Called as blocks of query states finish. */
   readonly onProgress?: OnProgress;
 }
 
@@ -159,6 +160,7 @@ export interface KdeResult {
   readonly logDensity: Float64Array;
   /** Largest error bound on any log p̂ (0 for brute force, up to float32 rounding). */
   readonly errorBound: number;
+  /** The method that was used. */
   readonly method: "tree" | "brute";
   /** Kernel pairs evaluated (tree) or n·M (brute force). */
   readonly pairs: number;
@@ -530,8 +532,11 @@ function rotate(
 
 /** Summary statistics of a weight vector. */
 export interface WeightStats {
+  /** Smallest weight. */
   readonly min: number;
+  /** Largest weight. */
   readonly max: number;
+  /** Mean weight. */
   readonly mean: number;
   /** Quantiles at 1, 5, 25, 50, 75, 95 and 99 % (linear interpolation, as numpy's default). */
   readonly quantiles: Readonly<Record<"p01" | "p05" | "p25" | "p50" | "p75" | "p95" | "p99", number>>;

@@ -26,7 +26,9 @@ export function tidyPlain<T>(f: () => T): T {
 
 /** One dense layer: `y = x·w + b`, `w` of shape `[in, out]`, `b` of shape `[out]`. */
 export interface Dense<T extends tf.Tensor = tf.Tensor> {
+  /** Weight matrix, shape `[in, out]`. */
   readonly w: T;
+  /** Bias vector, shape `[out]`. */
   readonly b: T;
 }
 
@@ -41,8 +43,11 @@ export type Activation = "relu" | "tanh" | "linear";
  * `[sizes[i], sizes[i+1]]` row-major (in × out), `biases[i]` has `sizes[i+1]` entries.
  */
 export interface MlpWeights {
+  /** Layer widths [in, hidden…, out]. */
   readonly sizes: readonly number[];
+  /** Weight matrix of each layer, row-major [sizes[i] × sizes[i+1]]. */
   readonly weights: readonly Float32Array[];
+  /** Bias of each layer, length sizes[i+1]. */
   readonly biases: readonly Float32Array[];
 }
 

@@ -21,10 +21,13 @@ export type BackendName = (typeof BACKENDS)[number];
 
 /** What was started, for logs and manifests. */
 export interface BackendInfo {
+  /** The backend that was started. */
   readonly name: BackendName;
   /** e.g. `wasm`, `cpu`, `tensorflow:tfjs-node-gpu` — recorded in every manifest. */
   readonly label: string;
+  /** Threads the backend computes with. */
   readonly threads: number;
+  /** Version of tfjs in use. */
   readonly tfjsVersion: string;
 }
 

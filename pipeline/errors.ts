@@ -19,6 +19,7 @@ export type ErrorKind =
 
 /** A failure with a message a user can act on. */
 export interface PipelineError {
+  /** Category of the failure. */
   readonly kind: ErrorKind;
   /** One line: what is wrong, naming the file, option or value. */
   readonly message: string;

@@ -61,7 +61,7 @@ export function consoleProgress(options: ConsoleProgressOptions = {}): ProgressF
 }
 
 /** A factory whose progress reports go nowhere (library use, tests). */
-export const silentProgress: ProgressFactory = () => ({ update() {}, finish() {} });
+export const silentProgress: ProgressFactory = (): Progress => ({ update() {}, finish() {} });
 
 function bar(done: number, total: number, width = 24): string {
   const filled = total > 0 ? Math.round((width * Math.min(done, total)) / total) : width;

@@ -86,16 +86,21 @@ export interface StateDensity {
   readonly dimensions: number;
   /** Indices of the constant state dimensions that were dropped. */
   readonly constantDimensions: readonly number[];
+  /** Temperature α of w ∝ p̂^(−α) that was used. */
   readonly alpha: number;
+  /** Quantile at which the weights were clipped. */
   readonly clipQuantile: number;
   /** The weight (before renormalization) at which weights were clipped. */
   readonly clipValue: number;
   /** States whose weight was clipped. */
   readonly clipped: number;
+  /** How the log-densities were computed. */
   readonly method: "tree" | "brute";
   /** Largest bound on (exact − computed) log-density over the states (0 for brute force). */
   readonly errorBound: number;
+  /** Minimum, maximum and mean of `logDensity`. */
   readonly logDensityStats: { readonly min: number; readonly max: number; readonly mean: number };
+  /** Summary statistics of `weight`. */
   readonly weightStats: WeightStats;
 }
 

@@ -54,6 +54,7 @@ export type SynsetInit = (typeof INITS)[number];
 
 /** Everything that determines a distillation run. */
 export interface DistillConfig {
+  /** The distillation objective. */
   readonly objective: Objective;
   /** β of Av-PBC (the official code's 0.02). */
   readonly beta: number;
@@ -61,27 +62,37 @@ export interface DistillConfig {
   readonly teacherActions: "sampled" | "deterministic";
   /** N, the number of synthetic pairs. */
   readonly synsetSize: number;
+  /** How D_syn is initialized. */
   readonly init: SynsetInit;
   /** Student MLP: hidden layers × width, ReLU, c·tanh output. */
   readonly hiddenLayers: number;
+  /** Units per hidden layer of the student. */
   readonly width: number;
   /** Inner loop: T full-batch SGD steps at this learning rate. */
   readonly innerSteps: number;
+  /** Learning rate of the inner-loop SGD steps. */
   readonly innerLr: number;
   /** Outer loop: SGD with momentum on D_syn, gradient-norm clip. */
   readonly outerSteps: number;
+  /** Learning rate of the outer SGD on D_syn. */
   readonly outerLr: number;
+  /** Momentum of the outer SGD. */
   readonly outerMomentum: number;
+  /** Largest joint norm of the meta-gradient over (states, actions). */
   readonly clipNorm: number;
   /** Real states per outer step: outerBatches × outerBatchSize. */
   readonly outerBatches: number;
+  /** Real states per outer batch. */
   readonly outerBatchSize: number;
   /** Evaluate D_syn every this many outer steps (0: only at the end). */
   readonly evalEvery: number;
+  /** Fresh students trained per evaluation of D_syn. */
   readonly evalStudents: number;
+  /** Episodes each evaluated student runs. */
   readonly evalEpisodes: number;
   /** Checkpoint every this many outer steps. */
   readonly checkpointEvery: number;
+  /** Seed of initialization, minibatches and evaluations. */
   readonly seed: number;
 }
 
@@ -124,24 +135,35 @@ export const QUICK_DISTILL: DistillConfig = {
 
 /** Inputs: the dataset always; the teacher for every objective but dbc; density weights for sdw*. */
 export interface DistillInputs {
+  /** The offline dataset whose real states are distilled. */
   readonly dataset: OfflineDataset;
+  /** The teacher π*, q* (every objective but dbc). */
   readonly teacher?: TeacherArtifact;
+  /** Per-state density weights (sdw*), with the sha256 of the dataset they were computed on. */
   readonly density?: { readonly weight: Float32Array; readonly datasetSha256?: string };
 }
 
 /** One point of the learning curve. */
 export interface CurvePoint {
+  /** Outer step the point was recorded after. */
   readonly step: number;
+  /** Outer loss H(θ_T) at this step. */
   readonly outerLoss: number;
+  /** Student's last inner-loop BC loss on D_syn. */
   readonly innerLoss: number;
+  /** Norm of the meta-gradient before clipping. */
   readonly gradNorm: number;
+  /** Evaluation of D_syn, on evaluation steps. */
   readonly evaluation?: SetEvaluation;
 }
 
 /** The stage's output: the set (both spaces) and how it was learned. */
 export interface DistilledSet extends SyntheticSet {
+  /** The objective the set was distilled with. */
   readonly objective: Objective;
+  /** The learning curve, one point per outer step. */
   readonly curve: CurvePoint[];
+  /** Evaluation of the final set. */
   readonly finalEvaluation: SetEvaluation;
 }
 

@@ -59,9 +59,13 @@ import { checkTeacherFitsDataset, type TeacherArtifact, teacherFromArtifact } fr
 
 /** A learned synthetic set: states in the dataset's normalized space, and actions. */
 export interface SyntheticSet {
+  /** Environment the set is for. */
   readonly env: EnvName;
+  /** N, the number of (state, action) pairs. */
   readonly size: number;
+  /** State dimension. */
   readonly obsDim: number;
+  /** Action dimension. */
   readonly actDim: number;
   /** `[size, obsDim]`, normalized: (raw − stateMean) / stateStd. */
   readonly states: Float32Array;
@@ -69,7 +73,9 @@ export interface SyntheticSet {
   readonly rawStates: Float32Array;
   /** `[size, actDim]` */
   readonly actions: Float32Array;
+  /** Per-dimension mean of the normalization, length obsDim. */
   readonly stateMean: Float32Array;
+  /** Per-dimension std of the normalization, length obsDim. */
   readonly stateStd: Float32Array;
 }
 
@@ -77,8 +83,11 @@ export interface SyntheticSet {
 export interface StudentProtocol {
   /** Hidden layer widths of the student MLP (ReLU), e.g. [256, 256, 256]. */
   readonly hidden: readonly number[];
+  /** Full-batch SGD steps of training. */
   readonly steps: number;
+  /** SGD learning rate. */
   readonly learningRate: number;
+  /** c, the bound of the student's c·tanh output. */
   readonly maxAction: number;
 }
 
@@ -204,11 +213,15 @@ export function studentPolicy(params: StudentParams, set: SyntheticSet, maxActio
 
 /** What an evaluation of a set measured. */
 export interface SetEvaluation {
+  /** Students trained. */
   readonly students: number;
+  /** Episodes each student ran. */
   readonly episodesPerStudent: number;
   /** Mean and std of normalized scores over all students' episodes. */
   readonly meanNormalizedScore: number;
+  /** Population std of normalized scores over all episodes. */
   readonly stdNormalizedScore: number;
+  /** Mean undiscounted return over all episodes. */
   readonly meanReturn: number;
   /** Mean normalized score of each student. */
   readonly perStudent: number[];
@@ -484,18 +497,25 @@ function readAndDispose(t: tf.Tensor): Float32Array {
  * out for `episodesPerUnit` episodes each. Normalized scores are D4RL percent.
  */
 export interface MethodScore {
+  /** Name of the method, e.g. `distilled`, `bc`, `teacher`. */
   readonly method: string;
+  /** Number of policies evaluated. */
   readonly units: number;
+  /** Episodes each policy ran. */
   readonly episodesPerUnit: number;
   /** Mean and std (population, as numpy) over all units' episodes. */
   readonly meanNormalizedScore: number;
+  /** Population std of the normalized scores. */
   readonly stdNormalizedScore: number;
+  /** Mean undiscounted return. */
   readonly meanReturn: number;
+  /** Population std of the undiscounted returns. */
   readonly stdReturn: number;
   /** Mean normalized score of each unit: the per-seed values a table's std over seeds uses. */
   readonly perUnit: number[];
   /** Every episode, unit after unit. */
   readonly normalizedScores: number[];
+  /** Undiscounted return of every episode, unit after unit. */
   readonly returns: number[];
   /** Wall-clock seconds spent on this method (training and rollouts). */
   readonly seconds: number;
@@ -578,7 +598,9 @@ async function scoreSet(
 
 /** One evaluation of the distillation log. */
 export interface EvaluationPoint {
+  /** Outer step of the evaluation. */
   readonly step: number;
+  /** Mean normalized score (D4RL percent) at that step. */
   readonly score: number;
 }
 
@@ -604,10 +626,13 @@ export function evaluationLog(run: {
 
 /** The mean of a run's last `k` evaluations (fewer when it has fewer), and their std. */
 export interface CurveSummary {
+  /** k, the number of last evaluations asked for. */
   readonly lastK: number;
   /** Evaluations averaged: min(k, evaluations logged). */
   readonly used: number;
+  /** Mean of the evaluations used (NaN when none). */
   readonly mean: number;
+  /** Population std of the evaluations used. */
   readonly std: number;
   /** The whole log, for plots. */
   readonly log: EvaluationPoint[];
@@ -782,12 +807,17 @@ export function namedOptimizer(
 export interface VariantScore {
   /** e.g. `5-layer`, `residual`, `adamw`. */
   readonly name: string;
+  /** The student network. */
   readonly architecture: StudentArchitecture;
+  /** The optimizer it was trained with. */
   readonly optimizer: StudentOptimizer;
+  /** Training steps per student. */
   readonly steps: number;
   /** Mean over students of the training loss before and after. */
   readonly initialLoss: number;
+  /** Mean training loss after training. */
   readonly finalLoss: number;
+  /** How the trained students scored. */
   readonly score: MethodScore;
 }
 
@@ -815,34 +845,49 @@ export interface EvaluationSwitches {
 
 /** Everything that determines an evaluation. */
 export interface EvaluateConfig {
+  /** Which evaluations to run. */
   readonly run: EvaluationSwitches;
   /** Plain evaluation: students (one seed each) and episodes per policy everywhere. */
   readonly students: number;
+  /** Episodes per policy, in every evaluation. */
   readonly episodes: number;
   /** The paper protocol: ReLU MLP hiddenLayers × width, studentSteps full-batch SGD at studentLr. */
   readonly hiddenLayers: number;
+  /** Units per hidden layer of the paper-protocol student. */
   readonly width: number;
+  /** Full-batch SGD steps of a paper-protocol student. */
   readonly studentSteps: number;
+  /** SGD learning rate of a paper-protocol student. */
   readonly studentLr: number;
+  /** Students per ensemble (Table 3). */
   readonly ensembleSize: number;
   /** Table 2: students per variant and their training steps (the authors' script: 500). */
   readonly variantStudents: number;
+  /** Training steps of each variant student. */
   readonly variantSteps: number;
+  /** Learning rate of the Adam variant. */
   readonly adamLr: number;
+  /** Learning rate of the AdamW variant. */
   readonly adamwLr: number;
+  /** Weight decay of the AdamW variant. */
   readonly adamwWeightDecay: number;
+  /** Learning rate of the SGD-with-momentum variant. */
   readonly sgdmLr: number;
+  /** Momentum of the SGD-with-momentum variant. */
   readonly sgdmMomentum: number;
   /** Random selection: repeats (the paper: 10). */
   readonly randomRepeats: number;
   /** BC on the whole dataset: gradient steps (0: Table 4 of the paper for this dataset's size). */
   readonly bcSteps: number;
+  /** Minibatch size of BC on the whole dataset. */
   readonly bcBatchSize: number;
+  /** Adam learning rate of BC on the whole dataset. */
   readonly bcLr: number;
   /** Independent BC policies (seeds). */
   readonly bcPolicies: number;
   /** The paper's summary: mean of the last this many evaluations of the distillation log. */
   readonly lastEvaluations: number;
+  /** Root seed; each evaluation draws from its own stream derived from it. */
   readonly seed: number;
 }
 
@@ -903,26 +948,39 @@ export const QUICK_EVALUATE: EvaluateConfig = {
 
 /** Inputs of the stage. */
 export interface EvaluateInputs {
+  /** The offline dataset (BC and random-selection baselines). */
   readonly dataset: OfflineDataset;
+  /** The synthetic set to evaluate. */
   readonly distilled: DistilledSet;
+  /** The teacher, for the teacher baseline. */
   readonly teacher?: TeacherArtifact;
 }
 
 /** The stage's output: every score of one synthetic set and its baselines. */
 export interface EvaluationReport {
+  /** Environment of the evaluation. */
   readonly env: EnvName;
+  /** Source file, its sha256 and its number of transitions. */
   readonly dataset: { readonly file: string; readonly sha256: string; readonly n: number };
+  /** Objective of the set (`random` for a baselines-only report). */
   readonly objective: string;
+  /** N, the number of synthetic pairs. */
   readonly synsetSize: number;
+  /** The configuration of the evaluation. */
   readonly config: EvaluateConfig;
   /** The paper protocol used for plain, ensemble and random-selection students. */
   readonly protocol: StudentProtocol;
   /** The paper's summary from the distillation's own log (this set's seed only). */
   readonly curve: CurveSummary;
+  /** Paper-protocol students (Table 1), when run. */
   readonly plain?: MethodScore;
+  /** One ensemble of `members` students (Table 3), when run. */
   readonly ensemble?: MethodScore & { readonly members: number };
+  /** One row per student architecture (Table 2), when run. */
   readonly architectures?: VariantScore[];
+  /** One row per student optimizer (Table 2), when run. */
   readonly optimizers?: VariantScore[];
+  /** Random selection, BC on the whole dataset and the teacher, each when run. */
   readonly baselines: {
     readonly randomSelection?: MethodScore;
     readonly bc?: MethodScore & { readonly steps: number; readonly finalLoss: number };
@@ -934,6 +992,7 @@ export interface EvaluationReport {
     readonly seconds: number;
     readonly stepsPerSecond: number;
   };
+  /** Wall-clock duration of the stage, in seconds. */
   readonly seconds: number;
 }
 
@@ -1316,12 +1375,15 @@ export const evaluateStage: Stage<EvaluateInputs, EvaluateConfig, EvaluationRepo
 
 /** Inputs of the baselines stage: the dataset, and the teacher when the study has one. */
 export interface BaselinesInputs {
+  /** The offline dataset. */
   readonly dataset: OfflineDataset;
+  /** The teacher, for the teacher baseline. */
   readonly teacher?: TeacherArtifact;
 }
 
 /** Config of the baselines stage: the evaluation settings and the size Random selection draws. */
 export interface BaselinesConfig {
+  /** The evaluation settings. */
   readonly evaluate: EvaluateConfig;
   /** N of the synthetic sets they are compared with. */
   readonly synsetSize: number;

@@ -38,7 +38,9 @@ export const D4RL_DIR = "data/d4rl";
 export interface LocatedDataset {
   /** What the user asked for (`embedded`, `hopper-m-r`, a path). */
   readonly name: string;
+  /** Path of the HDF5 file, relative to the project root. */
   readonly file: string;
+  /** Hex sha256 of the file. */
   readonly sha256: string;
   /** Known from the alias; for a path, decided when the file is read. */
   readonly env?: EnvName;
@@ -85,14 +87,19 @@ export interface LoadConfig {
  * it came from and its statistics.
  */
 export interface OfflineDataset extends Omit<QLearningView, "rows" | "nextSource"> {
+  /** The environment the data was recorded in. */
   readonly env: EnvName;
+  /** Path of the source HDF5 file. */
   readonly file: string;
+  /** Hex sha256 of the source file. */
   readonly sha256: string;
   /** Per-dimension state mean and std + 1e-3 over the view's observations. */
   readonly stateMean: Float32Array;
+  /** Per-dimension state std + 1e-3, length obsDim. */
   readonly stateStd: Float32Array;
   /** Undiscounted return and length of every episode in the file. */
   readonly episodeReturns: Float64Array;
+  /** Length (transitions) of every episode in the file. */
   readonly episodeLengths: Int32Array;
 }
 

@@ -64,11 +64,15 @@ export interface RunRecord {
 
 /** Wall-clock time of one stage of the run. */
 export interface StageTiming {
+  /** Name of the stage. */
   readonly stage: string;
+  /** Wall-clock duration of the stage, in seconds. */
   readonly seconds: number;
   /** True when the output came from the cache (its seconds are those of the run that computed it). */
   readonly cached: boolean;
+  /** The stage's cache key. */
   readonly key?: string;
+  /** The tensor backend the stage ran on. */
   readonly backend?: string;
 }
 
@@ -76,11 +80,13 @@ export interface StageTiming {
 export interface SummaryInput {
   /** Name of the run (its directory under data/runs/). */
   readonly runName: string;
+  /** The distillation runs to summarize. */
   readonly runs: readonly RunRecord[];
   /** The backend the run used (e.g. `wasm`). */
   readonly backend: string;
   /** The run's configuration, stated in the report. */
   readonly config?: unknown;
+  /** Time spent in each stage, for the timing table. */
   readonly timings?: readonly StageTiming[];
   /** SDW density weights ρ(s) of the data, for their histogram. */
   readonly density?: Float32Array;
@@ -96,11 +102,13 @@ export interface SummaryInput {
   readonly pcaSample?: number;
   /** Defaults: TOOL_VERSION and now; fixed values make the output reproducible (tests). */
   readonly toolVersion?: string;
+  /** Creation time written in the report, ISO 8601. */
   readonly createdAt?: string;
 }
 
 /** The summary: file name (relative to the run directory) → content. */
 export interface SummaryFiles {
+  /** File name (relative to the run directory) → content. */
   readonly files: Record<string, string>;
 }
 

@@ -76,6 +76,7 @@ export { type BatchPolicy, evaluatePolicy, type Evaluation } from "../envs/rollo
 
 /** Config of the teacher stage. Only the chosen algorithm's section is read (absent: its defaults). */
 export interface TeacherConfig {
+  /** The offline RL algorithm that trains the teacher. */
   readonly algorithm: TeacherAlgorithm;
   /** Gradient steps. */
   readonly steps: number;
@@ -89,7 +90,9 @@ export interface TeacherConfig {
   readonly evalEvery: number;
   /** Steps between checkpoints in the work directory. */
   readonly checkpointEvery: number;
+  /** TD3+BC settings (used when `algorithm` is "td3bc"). */
   readonly td3bc?: Td3bcConfig;
+  /** Cal-QL settings (used when `algorithm` is "calql"). */
   readonly calql?: CalqlConfig;
 }
 

@@ -32,7 +32,8 @@ import { type MlpParams, mlpForward, tidyPlain } from "../../numerics/mlp.ts";
 export type StudentParams = MlpParams<tf.Tensor>;
 
 /** What one forward + backward pass of the BC loss leaves behind. */
-interface StepRecord {
+export interface StepRecord {
+  /** The parameters θ_t the pass was made at. */
   readonly params: StudentParams;
   /** Hidden activations a_1 … a_{L−1} (`a_0` is X). */
   readonly hidden: tf.Tensor2D[];
@@ -105,14 +106,19 @@ function squaredErrorGradient(tanhOut: tf.Tensor2D, target: tf.Tensor2D, maxActi
 
 /** Options of the unrolled inner loop. */
 export interface InnerLoopOptions {
+  /** T, the number of full-batch SGD steps. */
   readonly steps: number;
+  /** η, the inner SGD learning rate. */
   readonly learningRate: number;
+  /** c, the bound of the student's c·tanh output. */
   readonly maxAction: number;
 }
 
 /** The trajectory θ_0 … θ_T of the inner loop, with everything the reverse sweep needs. */
 export interface InnerTrajectory {
+  /** The record of each step t = 0 … T−1. */
   readonly records: StepRecord[];
+  /** θ_T, the student after the last step. */
   readonly final: StudentParams;
   /** BC loss ℓ(θ_t) at every step (scalar tensors, read lazily). */
   readonly losses: tf.Scalar[];
@@ -157,8 +163,11 @@ export function disposeTrajectory(trajectory: InnerTrajectory, options: { keepIn
 
 /** The outer objective: real states, targets and per-state weights (all weights 1 when absent). */
 export interface OuterBatch {
+  /** Real states in the student's input space, `[B, d]`. */
   readonly states: tf.Tensor2D;
+  /** Target actions, `[B, m]`. */
   readonly targets: tf.Tensor2D;
+  /** Per-state weights, `[B]`. */
   readonly weights?: tf.Tensor1D;
 }
 

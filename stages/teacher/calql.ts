@@ -51,12 +51,17 @@ import { CORL_GAUSSIAN_HEAD, criticForward, gaussianParams, tanhGaussianSample }
 
 /** Cal-QL hyperparameters (CORL's `TrainConfig` names in camel case). */
 export interface CalqlConfig {
+  /** Transitions per minibatch. */
   readonly batchSize: number;
+  /** Discount factor γ. */
   readonly discount: number;
+  /** Learning rate of the actor (Adam). */
   readonly policyLr: number;
+  /** Learning rate of the critics (Adam). */
   readonly qfLr: number;
   /** τ of the target critics' Polyak averaging (`soft_target_update_rate`). */
   readonly tau: number;
+  /** Gradient steps between target-critic updates. */
   readonly targetUpdatePeriod: number;
   /** k in α = exp(log α)·k. */
   readonly alphaMultiplier: number;
@@ -68,13 +73,17 @@ export interface CalqlConfig {
   readonly cqlAlpha: number;
   /** N, sampled actions per state and kind. */
   readonly cqlNActions: number;
+  /** Subtract the sampling log-densities inside the logsumexp (CQL(H) importance sampling). */
   readonly cqlImportanceSample: boolean;
   /** τ_c, the logsumexp temperature. */
   readonly cqlTemp: number;
   /** Cal-QL's calibration against the return-to-go (false: plain CQL). */
   readonly calibration: boolean;
+  /** Orthogonal weights (gain √2) and zero biases at initialization, else PyTorch's default. */
   readonly orthogonalInit: boolean;
+  /** Hidden layer widths of the actor. */
   readonly actorHidden: readonly number[];
+  /** Hidden layer widths of the critics. */
   readonly criticHidden: readonly number[];
 }
 

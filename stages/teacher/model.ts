@@ -46,9 +46,13 @@ export type ActMode = "deterministic" | "sampled";
 
 /** CORL's tanh-Gaussian head: log σ = clip(multiplier·ℓ + offset, logStdMin, logStdMax). */
 export interface GaussianHead {
+  /** Multiplier applied to the raw log-std output ℓ. */
   readonly logStdMultiplier: number;
+  /** Offset added to the scaled ℓ. */
   readonly logStdOffset: number;
+  /** Lower clip of log σ. */
   readonly logStdMin: number;
+  /** Upper clip of log σ. */
   readonly logStdMax: number;
 }
 
@@ -67,32 +71,47 @@ export type TeacherActor =
 
 /** How the teacher scored in the environment (normalized returns, D4RL percent). */
 export interface TeacherEvaluation {
+  /** Number of evaluation episodes. */
   readonly episodes: number;
+  /** Seed of the evaluation episodes. */
   readonly seed: number;
+  /** Mean of `normalizedScores`. */
   readonly meanNormalizedScore: number;
+  /** D4RL normalized score (percent) of each episode. */
   readonly normalizedScores: Float64Array;
+  /** Undiscounted return of each episode. */
   readonly returns: Float64Array;
 }
 
 /** A teacher as a plain value: what the stage caches and what the directory format holds. */
 export interface TeacherArtifact {
+  /** Always {@link TEACHER_FORMAT}. */
   readonly format: typeof TEACHER_FORMAT;
+  /** Layout version, {@link TEACHER_FORMAT_VERSION}. */
   readonly formatVersion: typeof TEACHER_FORMAT_VERSION;
+  /** The algorithm that trained the teacher. */
   readonly algorithm: TeacherAlgorithm;
   /** `trained` by this toolkit, or `imported:<file name>`. */
   readonly source: string;
   /** The environment, when known (an imported checkpoint without `--dataset` may not say). */
   readonly env: EnvName | null;
+  /** State dimension. */
   readonly obsDim: number;
+  /** Action dimension. */
   readonly actDim: number;
+  /** Actions are tanh outputs scaled by this bound. */
   readonly maxAction: number;
   /** The networks take (s − stateMean) / stateStd. Identity (0 and 1) when unknown. */
   readonly stateMean: Float32Array;
+  /** Per-dimension state std of the normalization, length obsDim. */
   readonly stateStd: Float32Array;
+  /** The policy network π*. */
   readonly actor: TeacherActor;
   /** q*(s, a): critic 1 on concat(normalized s, a). */
   readonly critic: MlpWeights;
+  /** Gradient steps and wall-clock seconds of training (0 when unknown). */
   readonly training: { readonly steps: number; readonly seconds: number };
+  /** The final evaluation, or null when none was run. */
   readonly evaluation: TeacherEvaluation | null;
 }
 
@@ -172,11 +191,17 @@ export function actorMode(
 
 /** π* and q* ready to use. States are normalized (the networks' input space) unless a method says raw. */
 export interface Teacher {
+  /** The artifact the teacher was built from. */
   readonly artifact: TeacherArtifact;
+  /** State dimension. */
   readonly obsDim: number;
+  /** Action dimension. */
   readonly actDim: number;
+  /** Bound of every action dimension. */
   readonly maxAction: number;
+  /** Per-dimension state mean of the normalization, length obsDim. */
   readonly stateMean: Float32Array;
+  /** Per-dimension state std of the normalization, length obsDim. */
   readonly stateStd: Float32Array;
   /** (raw − stateMean) / stateStd. */
   normalize(raw: tf.Tensor2D): tf.Tensor2D;

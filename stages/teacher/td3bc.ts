@@ -46,6 +46,7 @@ import { criticForward } from "./model.ts";
 export interface Td3bcConfig {
   /** α in λ = α / mean|Q|: the weight of the RL term against BC. */
   readonly alpha: number;
+  /** Discount factor γ. */
   readonly discount: number;
   /** τ of the target networks' Polyak averaging. */
   readonly tau: number;
@@ -55,8 +56,11 @@ export interface Td3bcConfig {
   readonly noiseClip: number;
   /** The actor and the targets are updated every `policyDelay` critic updates. */
   readonly policyDelay: number;
+  /** Transitions per minibatch. */
   readonly batchSize: number;
+  /** Learning rate of the actor (Adam). */
   readonly actorLr: number;
+  /** Learning rate of the critics (Adam). */
   readonly criticLr: number;
   /** Hidden layer widths of actor and critics. */
   readonly hidden: readonly number[];
