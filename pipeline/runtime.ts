@@ -7,6 +7,10 @@
  * Cache key = sha256(canonical JSON of { stage, version, config, input keys }). A changed config
  * therefore changes this stage's key and, through the input keys, every key downstream of it, while
  * everything upstream keeps its key and is reused.
+ *
+ * Several processes may share one cache (grid workers, Slurm array tasks): before computing a
+ * missing entry the runtime takes its lock (`pipeline/lock.ts`); a process that finds the lock
+ * taken waits, then reuses the entry the holder wrote, so each entry is computed once.
  * @module
  */
 
@@ -16,6 +20,7 @@ import { ArtifactCache, type Manifest } from "./cache.ts";
 import { decodeArtifact, encodeArtifact } from "./artifact.ts";
 import { formatError, type PipelineError, pipelineError, toPipelineError } from "./errors.ts";
 import { canonicalJson, sha256Hex } from "./hash.ts";
+import { acquireLock, DEFAULT_LOCK_OPTIONS, entryLockPath, type HeldLock, type LockOptions } from "./lock.ts";
 import type { MetricsLog } from "./metrics.ts";
 import { memoryMetricsLog } from "./metrics.ts";
 import { type ProgressFactory, silentProgress } from "./progress.ts";
@@ -47,6 +52,8 @@ export interface Runtime {
   readonly report: (line: string) => void;
   /** How many times each stage was computed (not reused) by this runtime. */
   readonly executions: Map<string, number>;
+  /** Timing of the per-entry compute locks shared with other processes. */
+  readonly lock: LockOptions;
 }
 
 /** Creates a runtime; unspecified services are silent/in-memory. */
@@ -58,6 +65,8 @@ export function createRuntime(options: {
   readonly metrics?: MetricsLog;
   readonly report?: (line: string) => void;
   readonly cache?: ArtifactCache;
+  /** Overrides of the lock timing (defaults: `DEFAULT_LOCK_OPTIONS`). */
+  readonly lock?: Partial<LockOptions>;
 }): Runtime {
   return {
     cache: options.cache ?? new ArtifactCache(options.cacheRoot),
@@ -67,6 +76,7 @@ export function createRuntime(options: {
     metrics: options.metrics ?? memoryMetricsLog(),
     report: options.report ?? (() => {}),
     executions: new Map(),
+    lock: { ...DEFAULT_LOCK_OPTIONS, ...options.lock },
   };
 }
 
@@ -100,7 +110,8 @@ export function runStage<I, C, O>(
         throw pipelineError("config", `config of stage ${stage.name}: ${what}`, "use finite numbers, strings and booleans");
       }
       const key = await stageKey(stage, config, inputKeys);
-      if (!rt.force.has(stage.name)) {
+      const forced = rt.force.has(stage.name);
+      if (!forced) {
         const found = await rt.cache.lookup(stage.name, key).catch((e) => {
           throw cacheError(rt, `cannot read cache entry ${rt.cache.entryDir(stage.name, key)}`, e);
         });
@@ -117,7 +128,27 @@ export function runStage<I, C, O>(
       } else {
         rt.report(`${stage.name}: recomputing ${key} (--force)`);
       }
-      return await compute(rt, stage, config, inputs, key, inputKeys);
+      const lockPath = entryLockPath(rt.cache.root, stage.name, key);
+      const lock: HeldLock = await acquireLock(lockPath, `${stage.name}/${key}`, rt.report, rt.lock).catch((e) => {
+        throw cacheError(rt, `cannot take the compute lock ${lockPath}`, e);
+      });
+      try {
+        // Another process may have written the entry while we looked or waited.
+        const entryDir = rt.cache.entryDir(stage.name, key);
+        if (!forced && (lock.waited || await Deno.stat(entryDir).then(() => true, () => false))) {
+          const found = await rt.cache.lookup(stage.name, key).catch((e) => {
+            throw cacheError(rt, `cannot read cache entry ${entryDir}`, e);
+          });
+          if (found.status === "hit") {
+            rt.report(`${stage.name}: reusing ${key} (computed by another process)`);
+            rt.metrics.log({ stage: stage.name, event: "cache-hit", key, concurrent: true });
+            return { stage: stage.name, key, value: decodeArtifact(found.files) as O, fromCache: true, manifest: found.manifest };
+          }
+        }
+        return await compute(rt, stage, config, inputs, key, inputKeys);
+      } finally {
+        await lock.release();
+      }
     }, (caught) => toPipelineError(caught, stage.name)),
   );
 }
