@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type PipelineConfig, PRESETS, runStudy } from "../pipeline/obd.ts";
+import { type Method, type PipelineConfig, PRESETS, runStudy, type StudyResult, withSeed } from "../pipeline/obd.ts";
+import { writeStudyReport } from "../pipeline/report.ts";
 import type { PipelineError } from "../pipeline/errors.ts";
 import { createRuntime } from "../pipeline/runtime.ts";
 import { EMBEDDED_DATASET, loadStage, locateDataset, type OfflineDataset } from "../stages/load.ts";
@@ -167,4 +168,50 @@ Deno.test("the pipeline command: unknown options, malformed values and unknown s
     assert.equal(stderr.split("\n").length, 1, stderr);
     assert.match(stderr, expected);
   }
+});
+
+/** A study of several methods: baselines once, upstream stages shared, each method its own distill. */
+const study: PipelineConfig = {
+  ...small,
+  evaluate: { ...small.evaluate, run: { ...small.evaluate.run, randomSelection: true, bc: true, teacher: true }, randomRepeats: 1, bcSteps: 5, bcPolicies: 1 },
+  density: { ...small.density, referenceSize: 1000 },
+};
+
+async function runMethods(cacheRoot: string, methods: Method[], config: PipelineConfig = study) {
+  const rt = createRuntime({ cacheRoot, backend: "wasm" });
+  const result = await runStudy(rt, "embedded", { methods }, config)();
+  assert.equal(result._tag, "Right", JSON.stringify(result).slice(0, 300));
+  return { study: (result as { right: StudyResult }).right, counts: Object.fromEntries(rt.executions) };
+}
+
+Deno.test("a study: shared stages once, cached re-run computes nothing, an evaluation option re-runs only evaluate, a new method only its own stages", async () => {
+  const cache = await Deno.makeTempDir();
+  const first = await runMethods(cache, ["random", "dbc", "sdw"]);
+  assert.deepEqual(first.counts, { load: 1, teacher: 1, density: 1, baselines: 1, distill: 2, evaluate: 2 });
+  assert.deepEqual(first.study.runs.map((r) => [r.method, !!r.distilled, !!r.evaluation]), [["random", false, false], ["dbc", true, true], ["sdw", true, true]]);
+  const b = first.study.baselines!.value.baselines;
+  assert.ok(b.randomSelection && b.bc && b.teacher, "Random selection, BC and the teacher are scored");
+  assert.equal(first.study.runs[1].evaluation!.value.baselines.randomSelection, undefined, "sets are evaluated without baselines");
+  assert.deepEqual((await runMethods(cache, ["random", "dbc", "sdw"])).counts, {});
+  // An option of how sets are evaluated: the sets' evaluations only, not the baselines.
+  const moreStudents = { ...study, evaluate: { ...study.evaluate, students: 2 } };
+  assert.deepEqual((await runMethods(cache, ["random", "dbc", "sdw"], moreStudents)).counts, { evaluate: 2 });
+  // Another method: its distill and evaluate only; load, teacher, density and baselines are reused.
+  assert.deepEqual((await runMethods(cache, ["random", "dbc", "sdw", "avpbc"])).counts, { distill: 1, evaluate: 1 });
+  // Another seed: every distillation again, nothing upstream.
+  assert.deepEqual((await runMethods(cache, ["random", "dbc", "sdw"], withSeed(study, 7))).counts, { distill: 2, evaluate: 2 });
+  // The report has Random selection, both methods and the baselines in Table 1.
+  const dir = await Deno.makeTempDir();
+  await writeStudyReport(dir, [first.study], { runName: "t", backend: "wasm", config: study });
+  const table = await Deno.readTextFile(join(dir, "table1_methods.md"));
+  for (const row of ["Random selection", "DBC", "SDW", "BC (whole data)", "Teacher (offline RL)"]) assert.match(table, new RegExp(`\\|${row.replace(/[()]/g, "\\$&")}\\|[0-9.]+ ± `));
+});
+
+Deno.test("--until stops after the named stage", async () => {
+  const cache = await Deno.makeTempDir();
+  const rt = createRuntime({ cacheRoot: cache, backend: "wasm" });
+  const result = await runStudy(rt, "embedded", { methods: ["dbc", "avpbc"], until: "teacher" }, study)();
+  assert.equal(result._tag, "Right");
+  assert.deepEqual(Object.fromEntries(rt.executions), { load: 1, teacher: 1 });
+  assert.deepEqual((result as { right: StudyResult }).right.runs.map((r) => r.distilled), [undefined, undefined]);
 });
