@@ -507,11 +507,13 @@ export class LocomotionEnv {
   }
 
   /** The underlying MuJoCo model (advanced use; do not delete it). */
+  // deno-doc-ignore private-type-ref -- MjModel/MjData are @mujoco/mujoco's own types
   get model(): MjModel {
     return this.#model;
   }
 
   /** The underlying MuJoCo data (advanced use; its array views detach when the WASM heap grows). */
+  // deno-doc-ignore private-type-ref -- MjModel/MjData are @mujoco/mujoco's own types
   get data(): MjData {
     return this.#sim.data;
   }
@@ -652,11 +654,13 @@ export class VecLocomotionEnv {
   }
 
   /** The shared MuJoCo model (advanced use; do not delete it). */
+  // deno-doc-ignore private-type-ref -- MjModel/MjData are @mujoco/mujoco's own types
   get model(): MjModel {
     return this.#model;
   }
 
   /** Environment i's MuJoCo data (advanced use). */
+  // deno-doc-ignore private-type-ref -- MjModel/MjData are @mujoco/mujoco's own types
   data(i: number): MjData {
     return this.#sims[this.#index(i)].data;
   }

@@ -25,6 +25,7 @@ export function tidyPlain<T>(f: () => T): T {
 }
 
 /** One dense layer: `y = x·w + b`, `w` of shape `[in, out]`, `b` of shape `[out]`. */
+// deno-doc-ignore private-type-ref -- tf.Tensor types are tfjs's own
 export interface Dense<T extends tf.Tensor = tf.Tensor> {
   /** Weight matrix, shape `[in, out]`. */
   readonly w: T;
@@ -33,6 +34,7 @@ export interface Dense<T extends tf.Tensor = tf.Tensor> {
 }
 
 /** The layers of a network, input first. */
+// deno-doc-ignore private-type-ref -- tf.Tensor types are tfjs's own
 export type MlpParams<T extends tf.Tensor = tf.Tensor> = readonly Dense<T>[];
 
 /** Non-linearities between and after layers. */
@@ -212,6 +214,7 @@ function activate(x: tf.Tensor2D, activation: Activation): tf.Tensor2D {
  * The forward pass: `h_{i+1} = act(h_i·W_i + b_i)`, `hidden` between layers and `output` after
  * the last. Pure in `(params, x)` — usable inside `tf.grad`, nested.
  */
+// deno-doc-ignore private-type-ref -- tf.Tensor types are tfjs's own
 export function mlpForward(
   params: MlpParams,
   x: tf.Tensor2D,

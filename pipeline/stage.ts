@@ -33,6 +33,7 @@ export interface Stage<I, C, O> {
   /** Bump when the code changes what the stage computes: it is part of the cache key. */
   readonly version: string;
   /** The computation. Failures are values in the `Left`, never exceptions. */
+  // deno-doc-ignore private-type-ref -- TaskEither is fp-ts's own type
   readonly run: (inputs: I, config: C, ctx: StageContext) => TE.TaskEither<PipelineError, O>;
 }
 

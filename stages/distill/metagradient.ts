@@ -29,6 +29,7 @@ import * as tf from "@tensorflow/tfjs";
 import { type MlpParams, mlpForward, tidyPlain } from "../../numerics/mlp.ts";
 
 /** Student parameters: layer l has `w` `[in, out]` and `b` `[out]` (the `numerics/mlp.ts` layout). */
+// deno-doc-ignore private-type-ref -- tf.Tensor types are tfjs's own
 export type StudentParams = MlpParams<tf.Tensor>;
 
 /** What one forward + backward pass of the BC loss leaves behind. */
@@ -36,6 +37,7 @@ export interface StepRecord {
   /** The parameters θ_t the pass was made at. */
   readonly params: StudentParams;
   /** Hidden activations a_1 … a_{L−1} (`a_0` is X). */
+  // deno-doc-ignore private-type-ref -- tf.Tensor types are tfjs's own
   readonly hidden: tf.Tensor2D[];
   /** tanh(z_L), `[N, m]`. */
   readonly tanhOut: tf.Tensor2D;
@@ -52,6 +54,7 @@ export interface ParamGradient {
 }
 
 /** The student's action for normalized states: c · tanh(z_L). */
+// deno-doc-ignore private-type-ref -- tf.Tensor types are tfjs's own
 export function studentForward(params: StudentParams, x: tf.Tensor2D, maxAction: number): tf.Tensor2D {
   return tf.tidy(() => tf.mul(mlpForward(params, x, "relu", "tanh"), maxAction) as tf.Tensor2D);
 }
@@ -121,6 +124,7 @@ export interface InnerTrajectory {
   /** θ_T, the student after the last step. */
   readonly final: StudentParams;
   /** BC loss ℓ(θ_t) at every step (scalar tensors, read lazily). */
+  // deno-doc-ignore private-type-ref -- tf.Tensor types are tfjs's own
   readonly losses: tf.Scalar[];
 }
 
@@ -128,6 +132,7 @@ export interface InnerTrajectory {
  * Trains a student from `initial` on (X, Y) for `steps` full-batch SGD steps, storing each step's
  * record. The caller owns the result (call `disposeTrajectory`); `initial` is not consumed.
  */
+// deno-doc-ignore private-type-ref -- tf.Tensor types are tfjs's own
 export function unrollInnerLoop(initial: StudentParams, x: tf.Tensor2D, y: tf.Tensor2D, options: InnerLoopOptions): InnerTrajectory {
   const records: StepRecord[] = [];
   const losses: tf.Scalar[] = [];
@@ -164,10 +169,12 @@ export function disposeTrajectory(trajectory: InnerTrajectory, options: { keepIn
 /** The outer objective: real states, targets and per-state weights (all weights 1 when absent). */
 export interface OuterBatch {
   /** Real states in the student's input space, `[B, d]`. */
+  // deno-doc-ignore private-type-ref -- tf.Tensor types are tfjs's own
   readonly states: tf.Tensor2D;
   /** Target actions, `[B, m]`. */
   readonly targets: tf.Tensor2D;
   /** Per-state weights, `[B]`. */
+  // deno-doc-ignore private-type-ref -- tf.Tensor types are tfjs's own
   readonly weights?: tf.Tensor1D;
 }
 
@@ -191,10 +198,12 @@ export function outerLossAndGradient(
 /** The meta-gradient and the losses seen while computing it. */
 export interface MetaGradient {
   /** ∂H/∂X, `[N, d]`. */
+  // deno-doc-ignore private-type-ref -- tf.Tensor types are tfjs's own
   readonly states: tf.Tensor2D;
   /** ∂H/∂Y, `[N, m]`. */
   readonly actions: tf.Tensor2D;
   /** H(θ_T). */
+  // deno-doc-ignore private-type-ref -- tf.Tensor types are tfjs's own
   readonly outerLoss: tf.Scalar;
   /** ℓ(θ_{T−1}) — the student's last BC loss on the synthetic set. */
   readonly innerLoss: tf.Scalar;
@@ -204,6 +213,7 @@ export interface MetaGradient {
  * The exact gradient of H(θ_T(X, Y)) with respect to the synthetic states X and actions Y, for a
  * student started at `initial` (θ_0 does not depend on X, Y).
  */
+// deno-doc-ignore private-type-ref -- tf.Tensor types are tfjs's own
 export function metaGradient(
   initial: StudentParams,
   x: tf.Tensor2D,

@@ -204,6 +204,7 @@ export interface Teacher {
   /** Per-dimension state std of the normalization, length obsDim. */
   readonly stateStd: Float32Array;
   /** (raw − stateMean) / stateStd. */
+  // deno-doc-ignore private-type-ref -- tf.Tensor types are tfjs's own
   normalize(raw: tf.Tensor2D): tf.Tensor2D;
   /**
    * Actions [n, actDim] for normalized states [n, obsDim]. `sampled` draws a ~ π*(·|s) with noise
@@ -212,6 +213,7 @@ export interface Teacher {
    */
   act(states: tf.Tensor2D, mode?: ActMode, rng?: Rng): tf.Tensor2D;
   /** q*(s, a) [n] for normalized states and actions. */
+  // deno-doc-ignore private-type-ref -- tf.Tensor types are tfjs's own
   q(states: tf.Tensor2D, actions: tf.Tensor2D): tf.Tensor1D;
   /** A policy on raw observations (normalizes, acts, downloads), for `evaluatePolicy`. */
   policy(mode?: ActMode, rng?: Rng): BatchPolicy;
