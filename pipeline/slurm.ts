@@ -46,6 +46,7 @@ export const FINAL_STATES: ReadonlySet<string> = new Set([
 export interface TaskStatus {
   /** The array index (`$SLURM_ARRAY_TASK_ID`). */
   readonly index: number;
+  /** Its state, first word only (`CANCELLED by 0` → `CANCELLED`). */
   readonly state: JobState;
   /** The script's exit status (0 while it has not finished). */
   readonly exitCode: number;
