@@ -1,0 +1,223 @@
+/**
+ * `deno task grid --datasets a,b --methods dbc,avpbc --seeds 0,1,2 [options]`: runs every
+ * (dataset, method, seed) of a grid as its own `pipeline` command on one shared cache, locally on
+ * `--workers` subprocesses or as a Slurm job array (`--executor slurm`), then summarizes all of them
+ * into one report in the grid's run directory (`data/runs/<stamp>-grid-…/`) and prints Table 1.
+ * Failed tasks are listed with their log and error line; `--resubmit-failed <run dir>` reruns only
+ * those (what they had finished is cached). The last stdout line is a JSON summary; the exit status
+ * is 1 when a task failed.
+ * @module
+ */
+
+import { join, resolve } from "node:path";
+import { BACKEND_ENV, initBackend, requestedBackend } from "../backend.ts";
+import { helpText } from "../cli.ts";
+import { applyOverrides } from "../config.ts";
+import { formatError, type PipelineError, toPipelineError } from "../errors.ts";
+import {
+  expandGrid,
+  failedIndices,
+  GRID_OPTIONS,
+  type GridRecord,
+  type GridSpec,
+  type GridStatus,
+  type GridTask,
+  parseGridArgs,
+  readGrid,
+  runLocal,
+  runSlurm,
+  shellQuote,
+  slurmScript,
+  taskCommand,
+  type TaskOutcome,
+  taskPermissions,
+  workerPermissions,
+  writeJsonAtomic,
+} from "../grid.ts";
+import { fileMetricsLog } from "../metrics.ts";
+import { type PipelineConfig, PRESETS, runStudy, type StudyResult, withSeed } from "../obd.ts";
+import { consoleProgress } from "../progress.ts";
+import { table1Path, writeStudyReport } from "../report.ts";
+import { createRuntime } from "../runtime.ts";
+import { exitWithError, isError, openRun } from "./common.ts";
+
+const USAGE = "deno task grid --datasets a,b --methods dbc,avpbc [--seeds 0,1,2] [options]  |  deno task grid --resubmit-failed <run dir>";
+const JOB_NAME = "obd-grid";
+const log = (line: string) => console.error(line);
+
+async function main(args: string[]): Promise<void> {
+  const request = parseGridArgs(args);
+  if (isError(request)) exitWithError(request);
+  if (request.mode === "help") {
+    console.log(helpText(USAGE, GRID_OPTIONS));
+    return;
+  }
+  const pipelineFlags = taskPermissions(await Deno.readTextFile(new URL("../../deno.json", import.meta.url)), "pipeline");
+
+  // The grid: a new one, or the recorded one whose failed tasks are resubmitted.
+  let record: GridRecord;
+  let status: GridStatus;
+  let spec: GridSpec;
+  let dir: string;
+  let indices: number[];
+  if (request.mode === "new") {
+    spec = request.spec;
+    const tasks = expandGrid(spec);
+    dir = openRun("grid").dir;
+    record = { spec, tasks: tasks.map((t) => ({ ...t, command: taskCommand(Deno.execPath(), workerPermissions(pipelineFlags, spec), t) })), createdAt: new Date().toISOString() };
+    status = { attempts: [], outcomes: {} };
+    await writeJsonAtomic(join(dir, "grid.json"), record);
+    await writeJsonAtomic(join(dir, "status.json"), status);
+    indices = tasks.map((t) => t.index);
+  } else {
+    const read = await readGrid(request.dir);
+    if (isError(read)) exitWithError(read);
+    ({ record, status } = read);
+    const o = request.overrides;
+    spec = { ...record.spec, ...(o.executor ? { executor: o.executor } : {}), ...(o.workers ? { workers: o.workers } : {}), slurm: { ...record.spec.slurm, ...o.slurm } };
+    dir = request.dir;
+    indices = failedIndices(record, status);
+    log(`[grid] ${dir}: ${indices.length} of ${record.tasks.length} task(s) to resubmit${indices.length ? `: ${indices.join(", ")}` : ""}`);
+  }
+  const metrics = fileMetricsLog(join(dir, "metrics.jsonl"));
+  // Commands are rebuilt with this Deno (its path may have changed since the grid was recorded).
+  const commands = new Map(record.tasks.map((t) => [t.index, taskCommand(Deno.execPath(), workerPermissions(pipelineFlags, spec), t)] as const));
+  const selected: GridTask[] = record.tasks.filter((t) => indices.includes(t.index));
+  const attempt = status.attempts.length + 1;
+  const logDir = resolve(dir, "tasks");
+  log(`[grid] ${record.tasks.length} task(s): ${spec.datasets.join(",")} × ${spec.methods.join(",")} × seeds ${spec.seeds.join(",")}; preset ${spec.preset}${spec.set.length ? ` with ${spec.set.join(" ")}` : ""}; cache ${spec.cacheDir}; executor ${spec.executor}; run ${dir}`);
+
+  if (request.dryRun) {
+    if (spec.executor === "slurm" && selected.length) {
+      console.log(slurmScript(spec, record.tasks, commands, indices, { logDir, chdir: Deno.cwd(), jobName: JOB_NAME }));
+    } else {
+      for (const t of selected) console.log(commands.get(t.index)!.map(shellQuote).join(" "));
+    }
+    log(`[grid] dry run: nothing was ${spec.executor === "slurm" ? "submitted" : "run"}`);
+    metrics.close();
+    return;
+  }
+
+  let saving = Promise.resolve();
+  const save = (outcome?: TaskOutcome, attemptInfo?: GridStatus["attempts"][number]) => {
+    status = {
+      attempts: attemptInfo ? [...status.attempts, attemptInfo] : status.attempts,
+      outcomes: outcome ? { ...status.outcomes, [outcome.index]: outcome } : status.outcomes,
+    };
+    const snapshot = status;
+    saving = saving.then(() => writeJsonAtomic(join(dir, "status.json"), snapshot));
+    return saving;
+  };
+  metrics.log({ event: "attempt", attempt, executor: spec.executor, indices });
+  let outcomes: TaskOutcome[] = [];
+  if (selected.length) {
+    const startedAt = new Date().toISOString();
+    try {
+      if (spec.executor === "local") {
+        await save(undefined, { attempt, executor: "local", indices, startedAt });
+        outcomes = await runLocal(selected, commands, {
+          workers: spec.workers,
+          logDir,
+          attempt,
+          report: log,
+          onOutcome: (o) => {
+            metrics.log({ event: "task", ...o });
+            return save(o);
+          },
+        });
+      } else {
+        const scriptPath = resolve(dir, `slurm-attempt${attempt}.sh`);
+        await Deno.mkdir(logDir, { recursive: true });
+        await Deno.writeTextFile(scriptPath, slurmScript(spec, record.tasks, commands, indices, { logDir, chdir: Deno.cwd(), jobName: JOB_NAME }));
+        const ran = await runSlurm(selected, scriptPath, { logDir, jobName: JOB_NAME, attempt, report: log });
+        outcomes = ran.outcomes;
+        await save(undefined, { attempt, executor: "slurm", indices, startedAt, jobId: ran.jobId });
+        for (const o of outcomes) {
+          metrics.log({ event: "task", ...o });
+          await save(o);
+        }
+      }
+    } catch (e) {
+      metrics.close();
+      exitWithError({ ...toPipelineError(e), stage: "grid" });
+    }
+  }
+
+  // One report over every task that has succeeded so far (this attempt's and earlier ones).
+  const summary = await summarizeGrid(spec, record, status, dir);
+  const failed = record.tasks.filter((t) => !status.outcomes[t.index]?.ok).map((t) => ({
+    index: t.index,
+    dataset: t.dataset,
+    method: t.method,
+    seed: t.seed,
+    error: status.outcomes[t.index]?.error ?? "not run",
+    logs: status.outcomes[t.index]?.logs ?? [],
+  }));
+  for (const f of failed) log(`[grid] failed: task ${f.index} (${f.dataset} ${f.method} seed ${f.seed}): ${f.error} — log ${f.logs.join(" ") || "none"}`);
+  if (failed.length) log(`[grid] rerun only these with: deno task grid --resubmit-failed ${dir}`);
+  if (summary.table1) console.log(summary.table1);
+  const result = {
+    grid: dir,
+    tasks: record.tasks.length,
+    attempt,
+    ran: outcomes.length,
+    succeeded: record.tasks.length - failed.length,
+    failed,
+    stagesComputedByTasks: sumCounts(outcomes.map((o) => o.stagesComputed ?? {})),
+    stagesComputedBySummary: summary.executions,
+    summaryErrors: summary.errors,
+    report: summary.files.find((f) => f.endsWith("/report.md")) ?? null,
+  };
+  metrics.log({ event: "done", ...result });
+  metrics.close();
+  console.log(JSON.stringify(result));
+  if (failed.length || summary.errors.length) Deno.exit(1);
+}
+
+function sumCounts(counts: readonly Readonly<Record<string, number>>[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const c of counts) for (const [k, n] of Object.entries(c)) out[k] = (out[k] ?? 0) + n;
+  return out;
+}
+
+/**
+ * Runs each (dataset, seed)'s study in this process over the methods whose tasks succeeded — every
+ * stage is then a cache hit — and writes one report for all of them into the grid's directory.
+ */
+async function summarizeGrid(
+  spec: GridSpec,
+  record: GridRecord,
+  status: GridStatus,
+  dir: string,
+): Promise<{ files: string[]; table1?: string; executions: Record<string, number>; errors: string[] }> {
+  const done = record.tasks.filter((t) => status.outcomes[t.index]?.ok);
+  if (!done.length) return { files: [], executions: {}, errors: [] };
+  const config = applyOverrides<PipelineConfig>(PRESETS[spec.preset], spec.set);
+  const backendName = requestedBackend(spec.backend, Deno.env.get(BACKEND_ENV));
+  if (isError(config) || isError(backendName)) return { files: [], executions: {}, errors: [formatError((isError(config) ? config : backendName) as PipelineError)] };
+  const backend = await initBackend(backendName);
+  if (isError(backend)) return { files: [], executions: {}, errors: [formatError(backend)] };
+  const rt = createRuntime({ cacheRoot: spec.cacheDir, backend: backend.label, progress: consoleProgress(), report: (l) => log(`  ${l}`) });
+  const results: StudyResult[] = [];
+  const errors: string[] = [];
+  for (const dataset of spec.datasets) {
+    for (const seed of spec.seeds) {
+      const methods = spec.methods.filter((m) => done.some((t) => t.dataset === dataset && t.seed === seed && t.method === m));
+      if (!methods.length) continue;
+      log(`[grid] summary: ${dataset} seed ${seed}, methods ${methods.join(",")}`);
+      const study = await runStudy(rt, dataset, { methods }, withSeed(config, seed))();
+      if (study._tag === "Left") errors.push(`${dataset} seed ${seed}: ${formatError(study.left)}`);
+      else results.push(study.right);
+    }
+  }
+  const executions = Object.fromEntries(rt.executions);
+  if (!results.length) return { files: [], executions, errors };
+  try {
+    const files = await writeStudyReport(dir, results, { runName: dir.split("/").pop()!, backend: backend.label, config });
+    return { files, table1: await Deno.readTextFile(table1Path(dir)), executions, errors };
+  } catch (e) {
+    return { files: [], executions, errors: [...errors, formatError({ ...toPipelineError(e), stage: "summarize" })] };
+  }
+}
+
+if (import.meta.main) await main(Deno.args);
