@@ -80,3 +80,26 @@ export { collect, type CollectConfig, DATASET_KINDS, defaultCollectConfig } from
 export { Rng } from "./numerics/random.ts";
 export { initMlpWeights, mlpForward, type MlpWeights } from "./numerics/mlp.ts";
 export { evaluatePolicy } from "./envs/rollout.ts";
+
+// Types the API above refers to
+export type { ArtifactInputs } from "./pipeline/runtime.ts";
+export type { Lookup } from "./pipeline/cache.ts";
+export type { LockOptions } from "./pipeline/lock.ts";
+export type { ConsoleProgressOptions } from "./pipeline/progress.ts";
+export type { RunRecord, StageTiming, SummaryFiles, SummaryInput } from "./stages/summarize.ts";
+export type { CurvePoint, DistillInputs, SynsetInit } from "./stages/distill.ts";
+export { INITS } from "./stages/distill.ts";
+export type { InnerLoopOptions, InnerTrajectory, MetaGradient, OuterBatch, StepRecord, StudentParams } from "./stages/distill/metagradient.ts";
+export type { CurveSummary, EvaluateInputs, EvaluationPoint, EvaluationSwitches, MethodScore, SetEvaluation, StudentArchitecture, StudentOptimizer, StudentProtocol, VariantScore } from "./stages/evaluate.ts";
+export type { ActMode, GaussianHead, TeacherActor, TeacherAlgorithm, TeacherEvaluation } from "./stages/teacher/model.ts";
+export { TEACHER_FORMAT, TEACHER_FORMAT_VERSION } from "./stages/teacher/model.ts";
+export type { Td3bcConfig } from "./stages/teacher/td3bc.ts";
+export type { CalqlConfig } from "./stages/teacher/calql.ts";
+export type { EnvSpec, StepResult, VecStepResult } from "./envs/locomotion.ts";
+export type { BatchPolicy, Evaluation } from "./envs/rollout.ts";
+export type { D4rlDataset, D4rlDatasetInfo, D4rlEnv, D4rlKind, EpisodeReturns, ObservationStats, QLearningView, ValidateOptions } from "./datasets/d4rl.ts";
+export type { AttrValue, D4rlArrays, H5Array, RawD4rlDatasets, RawD4rlFile, WritableAttr } from "./datasets/hdf5.ts";
+export type { BehaviourPolicy, CollectedDataset, CollectServices, DatasetKind } from "./datasets/collect.ts";
+export type { ArsConfig, LinearPolicy, TransitionBuffers } from "./datasets/ars.ts";
+export type { KdeOptions, KdeResult, OnProgress, Points, WeightStats } from "./numerics/kde.ts";
+export type { Activation, Dense, MlpInit, MlpParams } from "./numerics/mlp.ts";

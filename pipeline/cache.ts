@@ -11,16 +11,23 @@ import { sha256Hex } from "./hash.ts";
 
 /** Everything recorded about one cached stage output. */
 export interface Manifest {
+  /** The stage that computed the output. */
   readonly stage: string;
+  /** The stage's code version. */
   readonly version: string;
+  /** The cache key: sha256 of stage, version, config and input keys. */
   readonly key: string;
+  /** The stage's config, as hashed. */
   readonly config: unknown;
   /** Upstream artifacts this output was computed from: input name → cache key. */
   readonly inputs: Readonly<Record<string, string>>;
   /** Tensor backend that produced the numbers (e.g. "wasm", "cpu", "tensorflow:tfjs-node"). */
   readonly backend: string;
+  /** When the entry was written (ISO 8601). */
   readonly createdAt: string;
+  /** Wall-clock seconds the stage took. */
   readonly timings: { readonly seconds: number };
+  /** Summary metrics the stage recorded (scores, losses, throughput). */
   readonly metrics: Readonly<Record<string, number | string>>;
   /** Output files (relative names) with their size and sha256. */
   readonly files: Readonly<Record<string, { readonly bytes: number; readonly sha256: string }>>;
@@ -44,9 +51,11 @@ export type Lookup =
 
 /** A cache rooted at one directory (normally `data/cache`). */
 export class ArtifactCache {
+  /** The cache's directory. */
   readonly root: string;
   readonly #fs: CacheFs;
 
+  /** A cache in `root`; `fs` replaces file writes (tests simulate a full disk with it). */
   constructor(root: string, fs: CacheFs = denoFs) {
     this.root = root;
     this.#fs = fs;

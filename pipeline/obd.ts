@@ -28,10 +28,15 @@ import { type Artifact, runStage, type Runtime } from "./runtime.ts";
 
 /** The whole configuration of a run, one section per stage. */
 export interface PipelineConfig {
+  /** The load stage: the fewest usable transitions a dataset must have. */
   readonly load: { readonly minTransitions: number };
+  /** Offline RL for π* and q*. */
   readonly teacher: TeacherConfig;
+  /** The state density behind SDW's weights. */
   readonly density: DensityConfig;
+  /** The bi-level distillation (its objective is set per method by a study). */
   readonly distill: DistillConfig;
+  /** How synthetic sets and the baselines are scored. */
   readonly evaluate: EvaluateConfig;
 }
 
@@ -81,6 +86,7 @@ export function withSeed(config: PipelineConfig, seed: number): PipelineConfig {
 
 /** What a study runs: the methods, and the last stage to run. */
 export interface StudyOptions {
+  /** The methods to compare, in the order of the table. */
   readonly methods: readonly Method[];
   /** Stop after this stage (default: everything). */
   readonly until?: UntilStage;
@@ -88,8 +94,11 @@ export interface StudyOptions {
 
 /** One method's outputs in a study (absent when `until` stopped before them). */
 export interface MethodRun {
+  /** The method. */
   readonly method: Method;
+  /** The distill stage's output. */
   readonly distilled?: Artifact<DistilledSet>;
+  /** The evaluate stage's scores of that set. */
   readonly evaluation?: Artifact<EvaluationReport>;
 }
 
@@ -97,12 +106,17 @@ export interface MethodRun {
 export interface StudyResult {
   /** The dataset as named on the command line (its column label in the tables). */
   readonly datasetName: string;
+  /** The file the name resolved to, with its checksum. */
   readonly located: LocatedDataset;
+  /** The load stage's output. */
   readonly dataset: Artifact<OfflineDataset>;
+  /** The teacher, when a method needed one. */
   readonly teacher?: Artifact<TeacherArtifact>;
+  /** The state densities, when an SDW method needed them. */
   readonly density?: Artifact<StateDensity>;
   /** Random selection, BC on the whole data and the teacher, scored once for all methods. */
   readonly baselines?: Artifact<EvaluationReport>;
+  /** Each method's outputs, in the order of `options.methods`. */
   readonly runs: readonly MethodRun[];
 }
 
@@ -118,6 +132,7 @@ const skipped = TE.right(undefined);
  * baselines once; then distill and evaluate per objective. Every step is a cached stage, so a
  * second run, or another method on the same dataset, reuses everything upstream of it.
  */
+// deno-doc-ignore private-type-ref -- TaskEither is fp-ts's own type
 export function runStudy(
   rt: Runtime,
   datasetName: string,

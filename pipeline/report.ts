@@ -15,7 +15,9 @@ import type { Artifact } from "./runtime.ts";
 export interface ReportMeta {
   /** Name of the run (its directory under data/runs/). */
   readonly runName: string;
+  /** The tensor backend the numbers were computed on. */
   readonly backend: string;
+  /** The run's configuration, stated in the report. */
   readonly config: PipelineConfig;
 }
 

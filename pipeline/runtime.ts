@@ -28,11 +28,15 @@ import type { Stage } from "./stage.ts";
 
 /** A stage output together with where it came from. */
 export interface Artifact<O> {
+  /** The stage that produced it. */
   readonly stage: string;
+  /** Its cache key. */
   readonly key: string;
+  /** The stage's output. */
   readonly value: O;
   /** True when the value was read from the cache rather than computed in this run. */
   readonly fromCache: boolean;
+  /** What the cache recorded about it. */
   readonly manifest: Manifest;
 }
 
@@ -41,12 +45,15 @@ export type ArtifactInputs<I> = { readonly [K in keyof I]: Artifact<I[K]> };
 
 /** Shared state of one pipeline run. */
 export interface Runtime {
+  /** Where stage outputs are stored and found. */
   readonly cache: ArtifactCache;
   /** Stage names to recompute even when a valid entry exists (`--force`). */
   readonly force: ReadonlySet<string>;
   /** Backend name recorded in manifests. */
   readonly backend: string;
+  /** Progress bars or periodic lines for long stages. */
   readonly progress: ProgressFactory;
+  /** The run's JSON-lines log. */
   readonly metrics: MetricsLog;
   /** Human-readable status lines (cache hits, recomputations). */
   readonly report: (line: string) => void;
@@ -91,6 +98,7 @@ export async function stageKey(
 }
 
 /** Runs `stage` on upstream artifacts, reusing a valid cache entry unless the stage is forced. */
+// deno-doc-ignore private-type-ref -- TaskEither is fp-ts's own type
 export function runStage<I, C, O>(
   rt: Runtime,
   stage: Stage<I, C, O>,
