@@ -8,7 +8,9 @@ import { join } from "node:path";
 import { createRuntime, runStage } from "../pipeline/runtime.ts";
 import { defineStage } from "../pipeline/stage.ts";
 import { entryLockPath, type LockHolder, staleReason, thisHost } from "../pipeline/lock.ts";
-import { REPO_ROOT } from "./helpers.ts";
+import { expandGrid, parseGridArgs, type TaskOutcome, widenPermissions, workerPermissions } from "../pipeline/grid.ts";
+import { slurmAvailable } from "../pipeline/slurm.ts";
+import { REPO_ROOT, taskFlags } from "./helpers.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Locks: a tiny stage computed by several processes.
@@ -215,4 +217,260 @@ Deno.test("a process killed while computing leaves no entry anyone trusts; the n
   assert.equal(result._tag, "Right", JSON.stringify(result));
   assert.equal((result as { right: { fromCache: boolean } }).right.fromCache, false);
   assert.ok(reports.some((l) => l.includes("breaking stale lock") && l.includes("is gone")), reports.join("\n"));
+});
+
+// ---------------------------------------------------------------------------------------------
+// Grids: the real grid command with tiny configs (each task takes seconds).
+
+/** The `small` sizes of tests/pipeline_test.ts as `--set` overrides. */
+const TINY = [
+  "distill.synsetSize=8",
+  "distill.hiddenLayers=1",
+  "distill.width=16",
+  "distill.innerSteps=3",
+  "distill.outerSteps=2",
+  "distill.outerBatches=1",
+  "distill.outerBatchSize=32",
+  "distill.evalEvery=0",
+  "distill.evalStudents=1",
+  "distill.evalEpisodes=1",
+  "evaluate.run.ensemble=false",
+  "evaluate.run.architectures=false",
+  "evaluate.run.optimizers=false",
+  "evaluate.run.bc=false",
+  "evaluate.run.teacher=false",
+  "evaluate.students=1",
+  "evaluate.episodes=1",
+  "evaluate.hiddenLayers=1",
+  "evaluate.width=16",
+  "evaluate.studentSteps=3",
+  "evaluate.randomRepeats=1",
+].flatMap((s) => ["--set", s]);
+
+/**
+ * Runs the grid command under the `grid` task's permissions from deno.json, widened to `dir` the
+ * way the grid widens its workers' (the test's cache and dataset files live in a temp dir).
+ */
+async function grid(dir: string, args: readonly string[]) {
+  const flags = widenPermissions(taskFlags("grid"), { read: [dir], write: [dir] });
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-prompt", ...flags, "pipeline/commands/grid.ts", ...args],
+    cwd: REPO_ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  const stderr = new TextDecoder().decode(out.stderr);
+  const last = stdout.trim().split("\n").pop() ?? "";
+  let json: any;
+  try {
+    json = JSON.parse(last);
+  } catch {
+    json = undefined;
+  }
+  return { code: out.code, stdout, stderr, json };
+}
+
+const exists = (path: string) => Deno.stat(path).then(() => true, () => false);
+const inRepo = (path: string) => (path.startsWith("/") ? path : join(REPO_ROOT, path));
+
+/** Rows of the report's evaluations.csv as `dataset|method|seed`. */
+async function reportRows(runDir: string): Promise<string[]> {
+  const text = await Deno.readTextFile(join(inRepo(runDir), "evaluations.csv"));
+  return text.trim().split("\n").slice(1).map((l) => l.split(",").slice(0, 3).join("|"));
+}
+
+Deno.test("local grid: 2 workers, a failing task listed with its log, fixed and resubmitted alone; a rerun computes nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "obd-grid-" });
+  const cache = join(dir, "cache");
+  const late = join(dir, "hopper_late.hdf5"); // does not exist yet
+  const args = ["--datasets", `embedded,${late}`, "--methods", "dbc,random", "--seeds", "0,1", "--workers", "2", "--cache-dir", cache, ...TINY];
+  const t0 = performance.now();
+  const first = await grid(dir, args);
+  console.log(`first grid: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  assert.equal(first.code, 1, first.stderr);
+  assert.ok(first.json, first.stdout + first.stderr);
+  assert.equal(first.json.tasks, 8);
+  assert.equal(first.json.succeeded, 4);
+  assert.equal(first.json.failed.length, 4);
+  for (const f of first.json.failed) {
+    assert.equal(f.dataset, late);
+    assert.match(f.error, /^error\[load\/input\]: dataset file .*hopper_late\.hdf5 does not exist/);
+    assert.equal(f.logs.length, 1);
+    assert.ok((await Deno.readTextFile(f.logs[0])).includes(f.error), `the log ${f.logs[0]} holds the error`);
+    assert.ok(first.stderr.includes(`[grid] failed: task ${f.index} (${late} ${f.method} seed ${f.seed}): ${f.error} — log ${f.logs[0]}`), first.stderr);
+  }
+  // The others completed and are in the report, every combination of them.
+  const runDir = first.json.grid;
+  assert.ok(await exists(join(inRepo(runDir), "report.md")));
+  assert.match(first.stdout, /\|method\|embedded\|avg\|/);
+  assert.match(first.stdout, /\|DBC\|[-\d.]+ ± [\d.]+ \(2\)\|/);
+  assert.match(first.stdout, /\|Random selection\|/);
+  const rows = await reportRows(runDir);
+  for (const seed of [0, 1]) assert.ok(rows.includes(`embedded|DBC|${seed}`), rows.join("\n"));
+  assert.ok(rows.includes("embedded|Random selection|"), rows.join("\n"));
+  assert.ok(first.json.stagesComputedByTasks.load >= 1, JSON.stringify(first.json));
+  assert.deepEqual(first.json.stagesComputedBySummary, {}, "the summary reuses what the tasks computed");
+
+  // Fix the input and resubmit: only the four failed tasks run.
+  await Deno.copyFile(join(REPO_ROOT, "data/embedded/hopper_medium_replay-obd.hdf5"), late);
+  const t1 = performance.now();
+  const again = await grid(dir, ["--resubmit-failed", runDir]);
+  console.log(`resubmission: ${((performance.now() - t1) / 1000).toFixed(1)} s`);
+  assert.equal(again.code, 0, again.stderr);
+  assert.equal(again.json.grid, runDir);
+  assert.equal(again.json.ran, 4);
+  assert.equal(again.json.succeeded, 8);
+  assert.deepEqual(again.json.failed, []);
+  const status = JSON.parse(await Deno.readTextFile(join(inRepo(runDir), "status.json")));
+  const retried = Object.values(status.outcomes as Record<string, TaskOutcome>).filter((o) => o.attempt === 2);
+  assert.equal(retried.length, 4);
+  for (const o of retried) assert.match(o.logs[0], /\.attempt2\.log$/);
+  assert.match(again.stdout, new RegExp(`\\|method\\|embedded\\|${late.replace(/[/.]/g, "\\$&")}\\|avg\\|`));
+  const allRows = await reportRows(runDir);
+  for (const dataset of ["embedded", late]) {
+    for (const seed of [0, 1]) assert.ok(allRows.includes(`${dataset}|DBC|${seed}`), allRows.join("\n"));
+  }
+
+  // The same grid again: every stage of every task and of the summary is a cache hit.
+  const t2 = performance.now();
+  const rerun = await grid(dir, args);
+  console.log(`rerun: ${((performance.now() - t2) / 1000).toFixed(1)} s`);
+  assert.equal(rerun.code, 0, rerun.stderr);
+  assert.equal(rerun.json.ran, 8);
+  assert.deepEqual(rerun.json.stagesComputedByTasks, {});
+  assert.deepEqual(rerun.json.stagesComputedBySummary, {});
+  const rerunStatus = JSON.parse(await Deno.readTextFile(join(inRepo(rerun.json.grid), "status.json")));
+  for (const o of Object.values(rerunStatus.outcomes as Record<string, TaskOutcome>)) assert.deepEqual(o.stagesComputed, {}, JSON.stringify(o));
+});
+
+Deno.test("grid command line: one description, expanded in order with exact commands; mistakes are one-line errors", async () => {
+  const request = parseGridArgs(["--datasets", "embedded,data/x.hdf5", "--methods", "dbc,avpbc", "--seeds", "0,2", "--set", "distill.outerSteps=5", "--cache-dir", "/tmp/c"]);
+  assert.ok(!("kind" in request) && request.mode === "new");
+  const spec = request.spec;
+  assert.deepEqual({ ...spec, slurm: undefined }, {
+    datasets: ["embedded", "data/x.hdf5"],
+    methods: ["dbc", "avpbc"],
+    seeds: [0, 2],
+    preset: "quick",
+    set: ["distill.outerSteps=5"],
+    cacheDir: "/tmp/c",
+    executor: "local",
+    workers: 2,
+    slurm: undefined,
+  });
+  const tasks = expandGrid(spec);
+  assert.deepEqual(tasks.map((t) => t.name), [
+    "000-embedded-dbc-s0",
+    "001-embedded-dbc-s2",
+    "002-embedded-avpbc-s0",
+    "003-embedded-avpbc-s2",
+    "004-x-dbc-s0",
+    "005-x-dbc-s2",
+    "006-x-avpbc-s0",
+    "007-x-avpbc-s2",
+  ]);
+  assert.deepEqual(tasks[3].args, ["embedded", "--method", "avpbc", "--seed", "2", "--preset", "quick", "--set", "distill.outerSteps=5", "--cache-dir", "/tmp/c", "--until", "evaluate"]);
+  const perms = workerPermissions(taskFlags("pipeline"), spec);
+  assert.ok(perms.includes("--allow-write=data,/tmp/c"), perms.join(" "));
+  assert.ok(perms.includes("--allow-read=.,/tmp/c,/etc/hostname"), perms.join(" "));
+  const cases: [string[], RegExp][] = [
+    [["--methods", "dbc"], /--datasets is missing/],
+    [["--datasets", "embedded", "--methods", "dbc,bogus"], /--methods: no method "bogus"/],
+    [["--datasets", "embedded", "--methods", "dbc", "--seeds", "0,x"], /--seeds 0,x: seeds are non-negative integers/],
+    [["--datasets", "embedded", "--methods", "dbc", "--set", "distill.outerStepz=3"], /unknown setting "distill\.outerStepz"/],
+    [["--datasets", "embedded", "--methods", "dbc", "--executor", "cloud"], /--executor cloud: no such executor/],
+    [["--datasets", "embedded", "--methods", "dbc", "--workers", "0"], /--workers 0 is not a positive integer/],
+    [["--datasets", "embedded", "--methods", "dbc", "--time", "soon"], /--time soon is not a Slurm time limit/],
+    [["--resubmit-failed", "data/runs/x", "--methods", "dbc"], /--resubmit-failed takes the grid from data\/runs\/x\/grid\.json, but --methods was given too/],
+  ];
+  for (const [args, expected] of cases) {
+    const error = parseGridArgs(args);
+    assert.ok("kind" in error && error.kind === "config", JSON.stringify(error));
+    assert.match(error.message, expected);
+  }
+  const cli = await grid(await Deno.makeTempDir(), ["--datasets", "embedded", "--methods", "nope"]);
+  assert.equal(cli.code, 2);
+  assert.equal(cli.stderr.trim().split("\n").length, 1, cli.stderr);
+  assert.match(cli.stderr, /^error\[config\]: --methods: no method "nope" — methods: random, dbc/);
+});
+
+Deno.test("slurm --dry-run prints the job script with one array task per grid task and submits nothing", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "obd-grid-" });
+  const out = await grid(dir, [
+    "--datasets",
+    "embedded",
+    "--methods",
+    "dbc,random",
+    "--seeds",
+    "0,1",
+    "--cache-dir",
+    join(dir, "cache"),
+    "--executor",
+    "slurm",
+    "--partition",
+    "main",
+    "--gpus-per-job",
+    "1",
+    "--time",
+    "00:20:00",
+    "--set",
+    "distill.outerSteps=7",
+    "--dry-run",
+  ]);
+  assert.equal(out.code, 0, out.stderr);
+  const script = out.stdout;
+  for (const line of ["#SBATCH --array=0-3", "#SBATCH --partition=main", "#SBATCH --gres=gpu:1", "#SBATCH --time=00:20:00", `#SBATCH --chdir=${REPO_ROOT.replace(/\/$/, "")}`]) {
+    assert.ok(script.includes(line), `${line} in\n${script}`);
+  }
+  for (let i = 0; i < 4; i++) assert.match(script, new RegExp(`^  ${i}\\) exec \\S+ run --no-prompt .*pipeline/commands/pipeline\\.ts embedded --method (dbc|random) --seed [01] .*--set distill\\.outerSteps=7 .*;;$`, "m"));
+  assert.match(out.stderr, /dry run: nothing was submitted/);
+  const runDir = /run (data\/runs\/\S+)/.exec(out.stderr)![1];
+  assert.deepEqual(JSON.parse(await Deno.readTextFile(join(REPO_ROOT, runDir, "status.json"))).attempts, []);
+  assert.equal(await exists(join(REPO_ROOT, runDir, "slurm-attempt1.sh")), false);
+});
+
+// Slurm through the real single-machine Slurm of tests/setup-slurm.sh.
+const slurmSetup = await new Deno.Command("sh", { args: [`${REPO_ROOT}tests/setup-slurm.sh`], stdout: "piped", stderr: "piped" }).output()
+  .catch((e) => ({ success: false, stderr: new TextEncoder().encode(String(e)) }));
+const slurm = slurmSetup.success
+  ? await slurmAvailable()
+  : { ok: false as const, reason: new TextDecoder().decode(slurmSetup.stderr).trim().split("\n").pop() ?? "tests/setup-slurm.sh failed" };
+const skipSlurm = !slurm.ok && Deno.env.get("CI") !== "true";
+if (skipSlurm) console.log(`grid_test: skipping the Slurm grid test: ${"reason" in slurm ? slurm.reason : ""}`);
+
+Deno.test("slurm grid: a job array with one failed task, resubmitted alone, then one report", { ignore: skipSlurm }, async () => {
+  assert.ok(slurm.ok, `Slurm is not usable on CI: ${"reason" in slurm ? slurm.reason : ""}`);
+  const dir = await Deno.makeTempDir({ prefix: "obd-grid-slurm-" });
+  const late = join(dir, "hopper_late.hdf5");
+  const args = ["--datasets", `embedded,${late}`, "--methods", "dbc", "--seeds", "0", "--cache-dir", join(dir, "cache"), "--executor", "slurm", "--time", "00:10:00", ...TINY];
+  const t0 = performance.now();
+  const first = await grid(dir, args);
+  console.log(`slurm grid: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  assert.equal(first.code, 1, first.stderr);
+  assert.match(first.stderr, /\[grid\] submitted Slurm array job (\d+) with 2 task\(s\)/);
+  assert.match(first.stderr, /\[grid\] job \d+: 1 completed, 1 failed/);
+  assert.equal(first.json.succeeded, 1);
+  assert.equal(first.json.failed.length, 1);
+  const failed = first.json.failed[0];
+  assert.equal(failed.index, 1);
+  assert.match(failed.error, /^error\[load\/input\]: dataset file .*hopper_late\.hdf5 does not exist/);
+  assert.match(failed.logs[1], /tasks\/obd-grid_\d+_1\.err$/);
+  assert.ok((await Deno.readTextFile(failed.logs[1])).includes(failed.error));
+  assert.ok(first.stderr.includes(`— log ${failed.logs.join(" ")}`), first.stderr);
+  assert.match(first.stdout, /\|DBC\|[-\d.]+ ± [\d.]+ \(1\)\|/);
+
+  await Deno.copyFile(join(REPO_ROOT, "data/embedded/hopper_medium_replay-obd.hdf5"), late);
+  const t1 = performance.now();
+  const again = await grid(dir, ["--resubmit-failed", first.json.grid]);
+  console.log(`slurm resubmission: ${((performance.now() - t1) / 1000).toFixed(1)} s`);
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stderr, /submitted Slurm array job \d+ with 1 task\(s\)/);
+  assert.match(await Deno.readTextFile(join(inRepo(first.json.grid), "slurm-attempt2.sh")), /#SBATCH --array=1\n/);
+  assert.equal(again.json.ran, 1);
+  assert.deepEqual(again.json.failed, []);
+  assert.deepEqual(again.json.stagesComputedBySummary, {});
+  const rows = await reportRows(first.json.grid);
+  assert.ok(rows.includes("embedded|DBC|0") && rows.includes(`${late}|DBC|0`), rows.join("\n"));
+  assert.ok(await exists(join(inRepo(first.json.grid), "report.md")));
 });
