@@ -2,7 +2,9 @@
  * The content-addressed artifact cache: `<root>/<stage>/<key>/` holds a stage's output files and a
  * `manifest.json` describing them. Entries are written into a temporary directory and renamed into
  * place, so a reader sees a complete entry or none; every read re-checks the files' sha256 against
- * the manifest, so a damaged entry is reported and recomputed instead of used.
+ * the manifest, so a damaged entry is reported and recomputed instead of used. A process killed
+ * mid-write leaves only a temporary directory, which no lookup reads; the next writer of that key
+ * (the holder of its compute lock, see `pipeline/lock.ts`) removes it with `removeLeftovers`.
  * @module
  */
 
@@ -104,6 +106,26 @@ export class ArtifactCache {
       files.set(name, bytes);
     }
     return { status: "hit", manifest, files };
+  }
+
+  /**
+   * Removes what interrupted writes of one entry left in its stage directory (`.tmp-<key>-*`,
+   * `.old-<key>-*`) and returns their names. Call it only while holding the entry's compute lock:
+   * then no other process is writing that key.
+   */
+  async removeLeftovers(stage: string, key: string): Promise<string[]> {
+    const stageDir = join(this.root, stage);
+    const names: string[] = [];
+    try {
+      for await (const e of Deno.readDir(stageDir)) {
+        if (e.name.startsWith(`.tmp-${key}-`) || e.name.startsWith(`.old-${key}-`)) names.push(e.name);
+      }
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return [];
+      throw e;
+    }
+    for (const name of names) await Deno.remove(join(stageDir, name), { recursive: true });
+    return names;
   }
 
   /**

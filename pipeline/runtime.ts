@@ -153,6 +153,8 @@ export function runStage<I, C, O>(
             return { stage: stage.name, key, value: decodeArtifact(found.files) as O, fromCache: true, manifest: found.manifest };
           }
         }
+        const leftovers = await rt.cache.removeLeftovers(stage.name, key).catch(() => []);
+        if (leftovers.length) rt.report(`${stage.name}: removed what an interrupted write of ${key} left: ${leftovers.join(", ")}`);
         return await compute(rt, stage, config, inputs, key, inputKeys);
       } finally {
         await lock.release();

@@ -148,6 +148,9 @@ Deno.test("a stale lock of a dead process on this host is broken, with a line sa
   await Deno.mkdir(join(cacheRoot, "slow"), { recursive: true });
   const holder: LockHolder = { host: thisHost(), pid: exited.pid, startedAt: new Date().toISOString(), token: "t", what: `slow/${key}` };
   await Deno.writeTextFile(lock, JSON.stringify(holder));
+  // What the dead process's interrupted write left: removed by the next holder, never read.
+  await Deno.mkdir(join(cacheRoot, "slow", `.tmp-${key}-dead0000`));
+  await Deno.writeTextFile(join(cacheRoot, "slow", `.tmp-${key}-dead0000`, "value.json"), "{\"n\": 99");
   const started = performance.now();
   const result = await runStage(rt, slowStage, { n: 3 }, {})();
   assert.equal(result._tag, "Right");
@@ -157,6 +160,8 @@ Deno.test("a stale lock of a dead process on this host is broken, with a line sa
   assert.ok(line, reports.join("\n"));
   assert.match(line, new RegExp(`pid ${exited.pid} on .* is gone`));
   assert.equal(await Deno.stat(lock).then(() => true, () => false), false);
+  assert.ok(reports.some((l) => l.includes(`removed what an interrupted write of ${key} left: .tmp-${key}-dead0000`)), reports.join("\n"));
+  assert.deepEqual([...Deno.readDirSync(join(cacheRoot, "slow"))].map((e) => e.name), [key]);
 });
 
 Deno.test("a lock from another host is waited for while its heartbeat is fresh and broken once it is old", async () => {
