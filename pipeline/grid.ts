@@ -290,6 +290,38 @@ export function workerPermissions(pipelineFlags: readonly string[], spec: Pick<G
   return widenPermissions(pipelineFlags, { read: [...read, "/etc/hostname"], write });
 }
 
+/**
+ * The deno.json task whose permissions a worker gets: `pipeline-native` (FFI for libtensorflow)
+ * for the `tensorflow` backend, else `pipeline`.
+ */
+export function workerTask(backend: string): "pipeline" | "pipeline-native" {
+  return backend === "tensorflow" ? "pipeline-native" : "pipeline";
+}
+
+/**
+ * What the grid process itself must be allowed, to summarize in-process: reading (and, for a
+ * stage not yet cached, writing) the cache, and reading dataset files. Returns the first missing
+ * permission as a config error naming the flags to add, so a grid fails before it runs anything.
+ */
+export function checkGridPermissions(spec: Pick<GridSpec, "cacheDir" | "datasets">): PipelineError | undefined {
+  const needs: [Deno.PermissionDescriptor, string][] = [
+    [{ name: "read", path: spec.cacheDir }, `--allow-read=.,${spec.cacheDir}`],
+    [{ name: "write", path: spec.cacheDir }, `--allow-write=data,${spec.cacheDir}`],
+    ...spec.datasets.filter(isPath).map((d): [Deno.PermissionDescriptor, string] => [{ name: "read", path: d }, `--allow-read=.,${d}`]),
+  ];
+  for (const [descriptor, flag] of needs) {
+    if (Deno.permissions.querySync(descriptor).state !== "granted") {
+      const what = `${descriptor.name} ${(descriptor as { path: string }).path}`;
+      return pipelineError(
+        "config",
+        `the grid summarizes its tasks itself and may not ${what}`,
+        `run it as deno run <the grid task's flags, with ${flag}> pipeline/commands/grid.ts …, or keep the cache and datasets under data/`,
+      );
+    }
+  }
+  return undefined;
+}
+
 /** The whole command line of a task: the Deno executable, permissions, the pipeline script and its arguments. */
 export function taskCommand(denoPath: string, permissions: readonly string[], task: GridTask): string[] {
   return [denoPath, "run", "--no-prompt", ...permissions, PIPELINE_SCRIPT, ...task.args];
@@ -500,10 +532,19 @@ export async function runLocal(
 export async function runSlurm(
   tasks: readonly GridTask[],
   scriptPath: string,
-  options: { readonly logDir: string; readonly jobName: string; readonly attempt: number; readonly pollMs?: number; readonly report: GridReporter },
+  options: {
+    readonly logDir: string;
+    readonly jobName: string;
+    readonly attempt: number;
+    readonly pollMs?: number;
+    readonly report: GridReporter;
+    /** Called once the array is queued (to record its job id before waiting). */
+    readonly onSubmitted?: (jobId: string) => Promise<void>;
+  },
 ): Promise<{ jobId: string; outcomes: TaskOutcome[] }> {
   const jobId = await submitArray(scriptPath, { array: tasks.map((t) => t.index) });
   options.report(`[grid] submitted Slurm array job ${jobId} with ${tasks.length} task(s): ${scriptPath}`);
+  await options.onSubmitted?.(jobId);
   let last = "";
   const started = performance.now();
   const final = await waitForArray(jobId, {

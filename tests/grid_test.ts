@@ -398,6 +398,11 @@ Deno.test("grid command line: one description, expanded in order with exact comm
   assert.equal(cli.code, 2);
   assert.equal(cli.stderr.trim().split("\n").length, 1, cli.stderr);
   assert.match(cli.stderr, /^error\[config\]: --methods: no method "nope" — methods: random, dbc/);
+  // A cache the grid process may not read is refused before anything runs.
+  const elsewhere = await Deno.makeTempDir();
+  const denied = await grid(await Deno.makeTempDir(), ["--datasets", "embedded", "--methods", "dbc", "--cache-dir", elsewhere]);
+  assert.equal(denied.code, 2, denied.stderr);
+  assert.match(denied.stderr, new RegExp(`^error\\[config\\]: the grid summarizes its tasks itself and may not read ${elsewhere} — .*--allow-read=\\.,${elsewhere}`));
 });
 
 Deno.test("slurm --dry-run prints the job script with one array task per grid task and submits nothing", async () => {

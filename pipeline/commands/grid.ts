@@ -15,6 +15,7 @@ import { helpText } from "../cli.ts";
 import { applyOverrides } from "../config.ts";
 import { formatError, type PipelineError, toPipelineError } from "../errors.ts";
 import {
+  checkGridPermissions,
   expandGrid,
   failedIndices,
   GRID_OPTIONS,
@@ -32,6 +33,7 @@ import {
   type TaskOutcome,
   taskPermissions,
   workerPermissions,
+  workerTask,
   writeJsonAtomic,
 } from "../grid.ts";
 import { fileMetricsLog } from "../metrics.ts";
@@ -52,7 +54,6 @@ async function main(args: string[]): Promise<void> {
     console.log(helpText(USAGE, GRID_OPTIONS));
     return;
   }
-  const pipelineFlags = taskPermissions(await Deno.readTextFile(new URL("../../deno.json", import.meta.url)), "pipeline");
 
   // The grid: a new one, or the recorded one whose failed tasks are resubmitted.
   let record: GridRecord;
@@ -62,12 +63,12 @@ async function main(args: string[]): Promise<void> {
   let indices: number[];
   if (request.mode === "new") {
     spec = request.spec;
+    const own = checkGridPermissions(spec); // before anything is created or run
+    if (own) exitWithError(own);
     const tasks = expandGrid(spec);
     dir = openRun("grid").dir;
-    record = { spec, tasks: tasks.map((t) => ({ ...t, command: taskCommand(Deno.execPath(), workerPermissions(pipelineFlags, spec), t) })), createdAt: new Date().toISOString() };
+    record = { spec, tasks: tasks.map((t) => ({ ...t, command: [] })), createdAt: new Date().toISOString() };
     status = { attempts: [], outcomes: {} };
-    await writeJsonAtomic(join(dir, "grid.json"), record);
-    await writeJsonAtomic(join(dir, "status.json"), status);
     indices = tasks.map((t) => t.index);
   } else {
     const read = await readGrid(request.dir);
@@ -77,11 +78,21 @@ async function main(args: string[]): Promise<void> {
     spec = { ...record.spec, ...(o.executor ? { executor: o.executor } : {}), ...(o.workers ? { workers: o.workers } : {}), slurm: { ...record.spec.slurm, ...o.slurm } };
     dir = request.dir;
     indices = failedIndices(record, status);
+    const own = checkGridPermissions(spec);
+    if (own) exitWithError(own);
     log(`[grid] ${dir}: ${indices.length} of ${record.tasks.length} task(s) to resubmit${indices.length ? `: ${indices.join(", ")}` : ""}`);
   }
+  const backendName = requestedBackend(spec.backend, Deno.env.get(BACKEND_ENV));
+  if (isError(backendName)) exitWithError(backendName);
+  const pipelineFlags = taskPermissions(await Deno.readTextFile(new URL("../../deno.json", import.meta.url)), workerTask(backendName));
   const metrics = fileMetricsLog(join(dir, "metrics.jsonl"));
   // Commands are rebuilt with this Deno (its path may have changed since the grid was recorded).
   const commands = new Map(record.tasks.map((t) => [t.index, taskCommand(Deno.execPath(), workerPermissions(pipelineFlags, spec), t)] as const));
+  if (request.mode === "new") {
+    record = { ...record, tasks: record.tasks.map((t) => ({ ...t, command: commands.get(t.index)! })) };
+    await writeJsonAtomic(join(dir, "grid.json"), record);
+    await writeJsonAtomic(join(dir, "status.json"), status);
+  }
   const selected: GridTask[] = record.tasks.filter((t) => indices.includes(t.index));
   const attempt = status.attempts.length + 1;
   const logDir = resolve(dir, "tasks");
@@ -129,9 +140,14 @@ async function main(args: string[]): Promise<void> {
         const scriptPath = resolve(dir, `slurm-attempt${attempt}.sh`);
         await Deno.mkdir(logDir, { recursive: true });
         await Deno.writeTextFile(scriptPath, slurmScript(spec, record.tasks, commands, indices, { logDir, chdir: Deno.cwd(), jobName: JOB_NAME }));
-        const ran = await runSlurm(selected, scriptPath, { logDir, jobName: JOB_NAME, attempt, report: log });
+        const ran = await runSlurm(selected, scriptPath, {
+          logDir,
+          jobName: JOB_NAME,
+          attempt,
+          report: log,
+          onSubmitted: (jobId) => save(undefined, { attempt, executor: "slurm", indices, startedAt, jobId }),
+        });
         outcomes = ran.outcomes;
-        await save(undefined, { attempt, executor: "slurm", indices, startedAt, jobId: ran.jobId });
         for (const o of outcomes) {
           metrics.log({ event: "task", ...o });
           await save(o);
@@ -195,7 +211,12 @@ async function summarizeGrid(
   const config = applyOverrides<PipelineConfig>(PRESETS[spec.preset], spec.set);
   const backendName = requestedBackend(spec.backend, Deno.env.get(BACKEND_ENV));
   if (isError(config) || isError(backendName)) return { files: [], executions: {}, errors: [formatError((isError(config) ? config : backendName) as PipelineError)] };
-  const backend = await initBackend(backendName);
+  let backend = await initBackend(backendName);
+  if (isError(backend) && backendName !== "wasm") {
+    // The summary only reads what the tasks cached; the backend matters for a stage it computes.
+    log(`[grid] summary: backend ${backendName} unavailable here (${formatError(backend)}); summarizing on wasm`);
+    backend = await initBackend("wasm");
+  }
   if (isError(backend)) return { files: [], executions: {}, errors: [formatError(backend)] };
   const rt = createRuntime({ cacheRoot: spec.cacheDir, backend: backend.label, progress: consoleProgress(), report: (l) => log(`  ${l}`) });
   const results: StudyResult[] = [];
