@@ -19,7 +19,14 @@ import { type OptionSpec, parseCommandLine } from "./cli.ts";
 import { applyOverrides } from "./config.ts";
 import { type PipelineError, pipelineError, toPipelineError } from "./errors.ts";
 import { type Method, METHODS, type PipelineConfig, PRESETS } from "./obd.ts";
-import { arrayTaskStates, renderArrayScript, submitArray, taskLogPaths, type TaskStatus, waitForArray } from "./slurm.ts";
+import {
+  arrayTaskStates,
+  renderArrayScript,
+  submitArray,
+  taskLogPaths,
+  type TaskStatus,
+  waitForArray,
+} from "./slurm.ts";
 
 /** Where a grid's tasks run. */
 export const EXECUTORS = ["local", "slurm"] as const;
@@ -84,7 +91,11 @@ export const GRID_OPTIONS = {
   methods: { type: "string", help: `comma-separated methods: ${METHODS.join(", ")}` },
   seeds: { type: "string", help: "comma-separated distillation seeds, e.g. 0,1,2 (default 0)" },
   preset: { type: "string", help: `settings preset: ${Object.keys(PRESETS).join(", ")} (default quick)` },
-  set: { type: "string", multiple: true, help: "override one setting in every task, e.g. --set distill.outerSteps=50" },
+  set: {
+    type: "string",
+    multiple: true,
+    help: "override one setting in every task, e.g. --set distill.outerSteps=50",
+  },
   backend: { type: "string", help: "tensor backend of every task: wasm (default), cpu, tensorflow" },
   "cache-dir": { type: "string", help: "cache shared by all tasks (default data/cache)" },
   executor: { type: "string", help: `where tasks run: ${EXECUTORS.join(", ")} (default local)` },
@@ -93,7 +104,10 @@ export const GRID_OPTIONS = {
   "gpus-per-job": { type: "string", help: "GPUs per Slurm array task" },
   time: { type: "string", help: "Slurm time limit per task, e.g. 01:00:00" },
   "dry-run": { type: "boolean", help: "print the tasks (local) or the job script (slurm) and run nothing" },
-  "resubmit-failed": { type: "string", help: "rerun only the failed tasks of the grid in this run directory" },
+  "resubmit-failed": {
+    type: "string",
+    help: "rerun only the failed tasks of the grid in this run directory",
+  },
   help: { type: "boolean", help: "show this help" },
 } as const satisfies Readonly<Record<string, OptionSpec>>;
 
@@ -127,7 +141,9 @@ export function parseGridArgs(args: readonly string[]): GridRequest | PipelineEr
     if (given.length) {
       return pipelineError(
         "config",
-        `--resubmit-failed takes the grid from ${join(resubmit, "grid.json")}, but --${given[0]} was given too`,
+        `--resubmit-failed takes the grid from ${join(resubmit, "grid.json")}, but --${
+          given[0]
+        } was given too`,
         "drop the grid's own options; only --executor, --workers, --partition, --gpus-per-job, --time and --dry-run apply",
       );
     }
@@ -135,19 +151,43 @@ export function parseGridArgs(args: readonly string[]): GridRequest | PipelineEr
   }
   const list = (name: string) => (str(name) ?? "").split(",").map((s) => s.trim()).filter(Boolean);
   const datasets = [...new Set(list("datasets"))];
-  if (!datasets.length) return pipelineError("config", "--datasets is missing", "e.g. --datasets embedded or --datasets hopper-m-r,walker2d-m-r");
+  if (!datasets.length) {
+    return pipelineError(
+      "config",
+      "--datasets is missing",
+      "e.g. --datasets embedded or --datasets hopper-m-r,walker2d-m-r",
+    );
+  }
   const methodNames = [...new Set(list("methods"))];
-  if (!methodNames.length) return pipelineError("config", "--methods is missing", `e.g. --methods dbc,avpbc (methods: ${METHODS.join(", ")})`);
+  if (!methodNames.length) {
+    return pipelineError(
+      "config",
+      "--methods is missing",
+      `e.g. --methods dbc,avpbc (methods: ${METHODS.join(", ")})`,
+    );
+  }
   const unknown = methodNames.find((m) => !(METHODS as readonly string[]).includes(m));
-  if (unknown) return pipelineError("config", `--methods: no method "${unknown}"`, `methods: ${METHODS.join(", ")}`);
+  if (unknown) {
+    return pipelineError("config", `--methods: no method "${unknown}"`, `methods: ${METHODS.join(", ")}`);
+  }
   const seedTexts = str("seeds") === undefined ? ["0"] : list("seeds");
   const seeds = [...new Set(seedTexts.map(Number))];
   const badSeed = seedTexts.find((s) => !/^\d+$/.test(s));
   if (badSeed !== undefined || !seeds.length) {
-    return pipelineError("config", `--seeds ${str("seeds")}: seeds are non-negative integers`, "e.g. --seeds 0,1,2");
+    return pipelineError(
+      "config",
+      `--seeds ${str("seeds")}: seeds are non-negative integers`,
+      "e.g. --seeds 0,1,2",
+    );
   }
   const preset = str("preset") ?? "quick";
-  if (!PRESETS[preset]) return pipelineError("config", `unknown preset "${preset}"`, `choose one of ${Object.keys(PRESETS).join(", ")}`);
+  if (!PRESETS[preset]) {
+    return pipelineError(
+      "config",
+      `unknown preset "${preset}"`,
+      `choose one of ${Object.keys(PRESETS).join(", ")}`,
+    );
+  }
   const set = (v.set as string[] | undefined) ?? [];
   const config = applyOverrides<PipelineConfig>(PRESETS[preset], set);
   if ("kind" in config) return config;
@@ -174,19 +214,27 @@ export function parseGridArgs(args: readonly string[]): GridRequest | PipelineEr
   };
 }
 
-function parseExecutorOptions(str: (name: string) => string | undefined): Partial<Pick<GridSpec, "executor" | "workers" | "slurm">> | PipelineError {
+function parseExecutorOptions(
+  str: (name: string) => string | undefined,
+): Partial<Pick<GridSpec, "executor" | "workers" | "slurm">> | PipelineError {
   const out: { executor?: Executor; workers?: number; slurm?: GridSpec["slurm"] } = {};
   const executor = str("executor");
   if (executor !== undefined) {
     if (!(EXECUTORS as readonly string[]).includes(executor)) {
-      return pipelineError("config", `--executor ${executor}: no such executor`, `executors: ${EXECUTORS.join(", ")}`);
+      return pipelineError(
+        "config",
+        `--executor ${executor}: no such executor`,
+        `executors: ${EXECUTORS.join(", ")}`,
+      );
     }
     out.executor = executor as Executor;
   }
   const count = (name: string): number | PipelineError | undefined => {
     const text = str(name);
     if (text === undefined) return undefined;
-    return /^[1-9]\d*$/.test(text) ? Number(text) : pipelineError("config", `--${name} ${text} is not a positive integer`, `e.g. --${name} 2`);
+    return /^[1-9]\d*$/.test(text)
+      ? Number(text)
+      : pipelineError("config", `--${name} ${text} is not a positive integer`, `e.g. --${name} 2`);
   };
   const workers = count("workers");
   if (typeof workers === "object") return workers;
@@ -195,14 +243,26 @@ function parseExecutorOptions(str: (name: string) => string | undefined): Partia
   if (typeof gpus === "object") return gpus;
   const time = str("time");
   if (time !== undefined && !/^(\d+-)?\d+(:\d{2}){0,2}$/.test(time)) {
-    return pipelineError("config", `--time ${time} is not a Slurm time limit`, "e.g. --time 01:30:00, --time 90 (minutes) or --time 1-00:00:00");
+    return pipelineError(
+      "config",
+      `--time ${time} is not a Slurm time limit`,
+      "e.g. --time 01:30:00, --time 90 (minutes) or --time 1-00:00:00",
+    );
   }
   const partition = str("partition");
   if (partition !== undefined && !/^[A-Za-z0-9_.,-]+$/.test(partition)) {
-    return pipelineError("config", `--partition ${partition} is not a partition name`, "see `sinfo` for the partitions");
+    return pipelineError(
+      "config",
+      `--partition ${partition} is not a partition name`,
+      "see `sinfo` for the partitions",
+    );
   }
   if (partition !== undefined || gpus !== undefined || time !== undefined) {
-    out.slurm = { ...(partition !== undefined ? { partition } : {}), ...(gpus !== undefined ? { gpusPerJob: gpus } : {}), ...(time !== undefined ? { time } : {}) };
+    out.slurm = {
+      ...(partition !== undefined ? { partition } : {}),
+      ...(gpus !== undefined ? { gpusPerJob: gpus } : {}),
+      ...(time !== undefined ? { time } : {}),
+    };
   }
   return out;
 }
@@ -216,7 +276,14 @@ export function expandGrid(spec: GridSpec): GridTask[] {
       for (const seed of spec.seeds) {
         const index = tasks.length;
         const label = dataset.split("/").pop()!.replace(/\.(hdf5|h5)$/, "").replace(/[^A-Za-z0-9_.-]+/g, "_");
-        tasks.push({ index, dataset, method, seed, name: `${String(index).padStart(Math.max(3, width), "0")}-${label}-${method}-s${seed}`, args: taskArgs(spec, dataset, method, seed) });
+        tasks.push({
+          index,
+          dataset,
+          method,
+          seed,
+          name: `${String(index).padStart(Math.max(3, width), "0")}-${label}-${method}-s${seed}`,
+          args: taskArgs(spec, dataset, method, seed),
+        });
       }
     }
   }
@@ -248,7 +315,9 @@ export function taskArgs(spec: GridSpec, dataset: string, method: Method, seed: 
 /** The `--allow-*`/`--deny-*` flags of a task in a deno.json text. */
 export function taskPermissions(denoJsonText: string, task: string): string[] {
   const command: string | undefined = JSON.parse(denoJsonText).tasks?.[task];
-  if (!command) throw pipelineError("config", `deno.json has no task "${task}"`, "restore the task from the repository");
+  if (!command) {
+    throw pipelineError("config", `deno.json has no task "${task}"`, "restore the task from the repository");
+  }
   return command.split(/\s+/).filter((t) => /^--(allow|deny)-/.test(t));
 }
 
@@ -256,7 +325,10 @@ export function taskPermissions(denoJsonText: string, task: string): string[] {
  * `flags` with more paths granted: each `--allow-read=`/`--allow-write=` list is extended (or the
  * flag added); an unscoped `--allow-read`/`--allow-write` already grants everything.
  */
-export function widenPermissions(flags: readonly string[], extra: { readonly read?: readonly string[]; readonly write?: readonly string[] }): string[] {
+export function widenPermissions(
+  flags: readonly string[],
+  extra: { readonly read?: readonly string[]; readonly write?: readonly string[] },
+): string[] {
   let out = [...flags];
   for (const [kind, paths] of [["read", extra.read ?? []], ["write", extra.write ?? []]] as const) {
     if (!paths.length || out.includes(`--allow-${kind}`)) continue;
@@ -284,7 +356,10 @@ const isPath = (dataset: string) => dataset.includes("/") || /\.(hdf5|h5)$/.test
  * reading dataset files where they lie outside what the task grants, plus `/etc/hostname` so that
  * its cache locks name their host (which lets a lock of a crashed worker be broken at once).
  */
-export function workerPermissions(pipelineFlags: readonly string[], spec: Pick<GridSpec, "cacheDir" | "datasets">): string[] {
+export function workerPermissions(
+  pipelineFlags: readonly string[],
+  spec: Pick<GridSpec, "cacheDir" | "datasets">,
+): string[] {
   const read = [spec.cacheDir, ...spec.datasets.filter(isPath)].filter((p) => !inside(p, "."));
   const write = inside(spec.cacheDir, "data") ? [] : [spec.cacheDir];
   return widenPermissions(pipelineFlags, { read: [...read, "/etc/hostname"], write });
@@ -303,11 +378,15 @@ export function workerTask(backend: string): "pipeline" | "pipeline-native" {
  * stage not yet cached, writing) the cache, and reading dataset files. Returns the first missing
  * permission as a config error naming the flags to add, so a grid fails before it runs anything.
  */
-export function checkGridPermissions(spec: Pick<GridSpec, "cacheDir" | "datasets">): PipelineError | undefined {
+export function checkGridPermissions(
+  spec: Pick<GridSpec, "cacheDir" | "datasets">,
+): PipelineError | undefined {
   const needs: [Deno.PermissionDescriptor, string][] = [
     [{ name: "read", path: spec.cacheDir }, `--allow-read=.,${spec.cacheDir}`],
     [{ name: "write", path: spec.cacheDir }, `--allow-write=data,${spec.cacheDir}`],
-    ...spec.datasets.filter(isPath).map((d): [Deno.PermissionDescriptor, string] => [{ name: "read", path: d }, `--allow-read=.,${d}`]),
+    ...spec.datasets.filter(isPath).map((
+      d,
+    ): [Deno.PermissionDescriptor, string] => [{ name: "read", path: d }, `--allow-read=.,${d}`]),
   ];
   for (const [descriptor, flag] of needs) {
     if (Deno.permissions.querySync(descriptor).state !== "granted") {
@@ -354,7 +433,9 @@ export function slurmScript(
 ): string {
   const cases = tasks.map((t) => `  ${t.index}) exec ${commands.get(t.index)!.map(shellQuote).join(" ")} ;;`);
   const command = [
-    `# obd grid: ${tasks.length} tasks (${spec.datasets.join(",")} × ${spec.methods.join(",")} × seeds ${spec.seeds.join(",")})`,
+    `# obd grid: ${tasks.length} tasks (${spec.datasets.join(",")} × ${spec.methods.join(",")} × seeds ${
+      spec.seeds.join(",")
+    })`,
     `case "$SLURM_ARRAY_TASK_ID" in`,
     ...cases,
     `  *) echo "obd grid: no task $SLURM_ARRAY_TASK_ID in this grid" >&2; exit 2 ;;`,
@@ -384,19 +465,31 @@ export interface GridRecord {
 
 /** `status.json`: the latest outcome of every task that ran, and the attempts made. */
 export interface GridStatus {
-  readonly attempts: readonly { readonly attempt: number; readonly executor: Executor; readonly indices: readonly number[]; readonly startedAt: string; readonly jobId?: string }[];
+  readonly attempts: readonly {
+    readonly attempt: number;
+    readonly executor: Executor;
+    readonly indices: readonly number[];
+    readonly startedAt: string;
+    readonly jobId?: string;
+  }[];
   readonly outcomes: Readonly<Record<string, TaskOutcome>>;
 }
 
 /** Reads a grid's record and status, as typed errors that name the file. */
-export async function readGrid(dir: string): Promise<{ record: GridRecord; status: GridStatus } | PipelineError> {
+export async function readGrid(
+  dir: string,
+): Promise<{ record: GridRecord; status: GridStatus } | PipelineError> {
   const read = async (name: string) => {
     const path = join(dir, name);
     try {
       return JSON.parse(await Deno.readTextFile(path));
     } catch (e) {
       const cause = e instanceof SyntaxError ? "is not valid JSON" : toPipelineError(e).message;
-      throw pipelineError("input", `${path} ${cause}`, "give --resubmit-failed the run directory a grid wrote (data/runs/<stamp>-grid-…)");
+      throw pipelineError(
+        "input",
+        `${path} ${cause}`,
+        "give --resubmit-failed the run directory a grid wrote (data/runs/<stamp>-grid-…)",
+      );
     }
   };
   try {
@@ -453,7 +546,13 @@ const describeTask = (t: GridTask) => `${t.dataset} ${t.method} seed ${t.seed}`;
 export async function runLocal(
   tasks: readonly GridTask[],
   commands: ReadonlyMap<number, readonly string[]>,
-  options: { readonly workers: number; readonly logDir: string; readonly attempt: number; readonly report: GridReporter; readonly onOutcome: (o: TaskOutcome) => Promise<void> },
+  options: {
+    readonly workers: number;
+    readonly logDir: string;
+    readonly attempt: number;
+    readonly report: GridReporter;
+    readonly onOutcome: (o: TaskOutcome) => Promise<void>;
+  },
 ): Promise<TaskOutcome[]> {
   await Deno.mkdir(options.logDir, { recursive: true });
   const queue = [...tasks];
@@ -461,9 +560,14 @@ export async function runLocal(
   const running = new Set<number>();
   const total = tasks.length;
   const status = () =>
-    `${outcomes.length}/${total} finished (${outcomes.filter((o) => !o.ok).length} failed), running: ${[...running].join(", ") || "none"}`;
+    `${outcomes.length}/${total} finished (${outcomes.filter((o) => !o.ok).length} failed), running: ${
+      [...running].join(", ") || "none"
+    }`;
   const runOne = async (task: GridTask): Promise<TaskOutcome> => {
-    const log = join(options.logDir, `${task.name}${options.attempt > 1 ? `.attempt${options.attempt}` : ""}.log`);
+    const log = join(
+      options.logDir,
+      `${task.name}${options.attempt > 1 ? `.attempt${options.attempt}` : ""}.log`,
+    );
     const [program, ...args] = commands.get(task.index)!;
     const started = performance.now();
     const file = await Deno.open(log, { create: true, write: true, truncate: true });
@@ -473,7 +577,8 @@ export async function runLocal(
     let stderr = "";
     let code: number;
     try {
-      const child = new Deno.Command(program, { args, stdout: "piped", stderr: "piped", stdin: "null" }).spawn();
+      const child = new Deno.Command(program, { args, stdout: "piped", stderr: "piped", stdin: "null" })
+        .spawn();
       // Both streams go to the log as they come; each is kept whole for its JSON line / error line.
       let writing = Promise.resolve();
       const pump = async (stream: ReadableStream<Uint8Array>, keep: (s: string) => void) => {
@@ -515,8 +620,12 @@ export async function runLocal(
       await options.onOutcome(outcome);
       options.report(
         outcome.ok
-          ? `[grid] task ${task.index} (${describeTask(task)}): done in ${outcome.seconds} s, computed ${JSON.stringify(outcome.stagesComputed ?? {})}; ${status()}`
-          : `[grid] task ${task.index} (${describeTask(task)}): FAILED (exit ${outcome.exitCode}) ${outcome.error} — log ${outcome.logs[0]}; ${status()}`,
+          ? `[grid] task ${task.index} (${describeTask(task)}): done in ${outcome.seconds} s, computed ${
+            JSON.stringify(outcome.stagesComputed ?? {})
+          }; ${status()}`
+          : `[grid] task ${task.index} (${
+            describeTask(task)
+          }): FAILED (exit ${outcome.exitCode}) ${outcome.error} — log ${outcome.logs[0]}; ${status()}`,
       );
     }
   };
@@ -551,15 +660,22 @@ export async function runSlurm(
     pollMs: options.pollMs ?? 3000,
     onProgress: (counts) => {
       const line = Object.entries(counts).map(([s, n]) => `${n} ${s.toLowerCase()}`).join(", ");
-      if (line !== last) options.report(`[grid] job ${jobId}: ${line} (${((performance.now() - started) / 1000).toFixed(0)} s)`);
+      if (line !== last) {
+        options.report(
+          `[grid] job ${jobId}: ${line} (${((performance.now() - started) / 1000).toFixed(0)} s)`,
+        );
+      }
       last = line;
     },
   });
   const outcomes: TaskOutcome[] = [];
   for (const task of tasks) {
-    const state: TaskStatus | undefined = final.get(task.index) ?? (await arrayTaskStates(jobId)).get(task.index);
+    const state: TaskStatus | undefined = final.get(task.index) ??
+      (await arrayTaskStates(jobId)).get(task.index);
     const logs = taskLogPaths(options.logDir, options.jobName, jobId, task.index);
-    const [out, err] = await Promise.all([logs.output, logs.error].map((p) => Deno.readTextFile(p).catch(() => "")));
+    const [out, err] = await Promise.all(
+      [logs.output, logs.error].map((p) => Deno.readTextFile(p).catch(() => "")),
+    );
     const ok = state?.state === "COMPLETED" && state.exitCode === 0;
     const stagesComputed = stagesComputedOf(out);
     outcomes.push({
@@ -569,7 +685,11 @@ export async function runSlurm(
       exitCode: state?.exitCode ?? -1,
       logs: [logs.output, logs.error],
       slurm: { jobId, state: state?.state ?? "UNKNOWN" },
-      ...(ok ? {} : { error: err.trim() || out.trim() ? errorLine(`${out}\n${err}`) : `Slurm task ended ${state?.state ?? "in an unknown state"} without output` }),
+      ...(ok ? {} : {
+        error: err.trim() || out.trim()
+          ? errorLine(`${out}\n${err}`)
+          : `Slurm task ended ${state?.state ?? "in an unknown state"} without output`,
+      }),
       ...(stagesComputed ? { stagesComputed } : {}),
     });
   }

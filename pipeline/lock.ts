@@ -35,7 +35,12 @@ export interface LockOptions {
 }
 
 /** Defaults for `LockOptions`. */
-export const DEFAULT_LOCK_OPTIONS: LockOptions = { staleAfterMs: 120_000, heartbeatMs: 10_000, pollMs: 500, reportEveryMs: 30_000 };
+export const DEFAULT_LOCK_OPTIONS: LockOptions = {
+  staleAfterMs: 120_000,
+  heartbeatMs: 10_000,
+  pollMs: 500,
+  reportEveryMs: 30_000,
+};
 
 /** What a lock file records about its holder. */
 export interface LockHolder {
@@ -121,18 +126,24 @@ export function staleReason(
 ): string | undefined {
   if (holder && host !== "unknown" && holder.host === host) {
     const isAlive = alive();
-    if (isAlive === false) return `its holder, pid ${holder.pid} on ${host}, is gone (the lock file is not held)`;
+    if (isAlive === false) {
+      return `its holder, pid ${holder.pid} on ${host}, is gone (the lock file is not held)`;
+    }
     if (isAlive === true) return undefined;
   }
   if (ageMs > options.staleAfterMs) {
-    return `no heartbeat for ${(ageMs / 1000).toFixed(0)} s (limit ${(options.staleAfterMs / 1000).toFixed(0)} s)`;
+    return `no heartbeat for ${(ageMs / 1000).toFixed(0)} s (limit ${
+      (options.staleAfterMs / 1000).toFixed(0)
+    } s)`;
   }
   return undefined;
 }
 
 /** One line naming a holder, for waiting and breaking messages. */
 export function describeHolder(holder: LockHolder | undefined): string {
-  return holder ? `pid ${holder.pid} on ${holder.host} (since ${holder.startedAt})` : "a process still writing its lock file";
+  return holder
+    ? `pid ${holder.pid} on ${holder.host} (since ${holder.startedAt})`
+    : "a process still writing its lock file";
 }
 
 /**
@@ -150,24 +161,46 @@ export async function acquireLock(
   let waitedSince: number | undefined;
   let lastReport = -Infinity;
   for (;;) {
-    const holder: LockHolder = { host, pid: Deno.pid, startedAt: new Date().toISOString(), token: crypto.randomUUID(), what };
+    const holder: LockHolder = {
+      host,
+      pid: Deno.pid,
+      startedAt: new Date().toISOString(),
+      token: crypto.randomUUID(),
+      what,
+    };
     const file = await tryCreate(path, holder);
     if (file) {
-      if (waitedSince !== undefined) report(`${what}: got the lock after waiting ${((performance.now() - waitedSince) / 1000).toFixed(1)} s`);
+      if (waitedSince !== undefined) {
+        report(
+          `${what}: got the lock after waiting ${((performance.now() - waitedSince) / 1000).toFixed(1)} s`,
+        );
+      }
       return held(path, file, holder, waitedSince !== undefined, options, report);
     }
     const seen = await readLock(path);
     if (!seen) continue; // released between our attempt and our look: try again at once
-    const reason = staleReason(seen.holder, Date.now() - seen.mtimeMs, host, () => lockFileHeld(path), options);
+    const reason = staleReason(
+      seen.holder,
+      Date.now() - seen.mtimeMs,
+      host,
+      () => lockFileHeld(path),
+      options,
+    );
     if (reason) {
-      if (await breakLock(path, seen)) report(`${what}: breaking stale lock ${path} of ${describeHolder(seen.holder)}: ${reason}`);
+      if (await breakLock(path, seen)) {
+        report(`${what}: breaking stale lock ${path} of ${describeHolder(seen.holder)}: ${reason}`);
+      }
       continue;
     }
     const now = performance.now();
     waitedSince ??= now;
     if (now - lastReport >= options.reportEveryMs) {
       const waited = ((now - waitedSince) / 1000).toFixed(0);
-      report(`${what}: waiting for ${describeHolder(seen.holder)}, which is computing it (${waited} s so far; lock ${path})`);
+      report(
+        `${what}: waiting for ${
+          describeHolder(seen.holder)
+        }, which is computing it (${waited} s so far; lock ${path})`,
+      );
       lastReport = now;
     }
     await new Promise((resolve) => setTimeout(resolve, options.pollMs));
@@ -184,7 +217,11 @@ interface SeenLock {
  * Creates the lock file exclusively, takes its flock and then writes the holder into it (so a
  * reader that can parse the holder knows the flock is already taken). Undefined if it exists.
  */
-async function tryCreate(path: string, holder: LockHolder, retried = false): Promise<Deno.FsFile | undefined> {
+async function tryCreate(
+  path: string,
+  holder: LockHolder,
+  retried = false,
+): Promise<Deno.FsFile | undefined> {
   let file: Deno.FsFile;
   try {
     file = await Deno.open(path, { createNew: true, read: true, write: true });
@@ -280,7 +317,9 @@ function held(
       try {
         const now = await readLock(path);
         if (now?.holder?.token !== holder.token) {
-          report(`${holder.what}: lock ${path} was broken by another process while this one computed (its heartbeat stalled?)`);
+          report(
+            `${holder.what}: lock ${path} was broken by another process while this one computed (its heartbeat stalled?)`,
+          );
           return;
         }
         await Deno.remove(path).catch((e) => {

@@ -8,7 +8,13 @@ import { join } from "node:path";
 import { createRuntime, runStage } from "../pipeline/runtime.ts";
 import { defineStage } from "../pipeline/stage.ts";
 import { entryLockPath, type LockHolder, staleReason, thisHost } from "../pipeline/lock.ts";
-import { expandGrid, parseGridArgs, type TaskOutcome, widenPermissions, workerPermissions } from "../pipeline/grid.ts";
+import {
+  expandGrid,
+  parseGridArgs,
+  type TaskOutcome,
+  widenPermissions,
+  workerPermissions,
+} from "../pipeline/grid.ts";
 import { slurmAvailable } from "../pipeline/slurm.ts";
 import { REPO_ROOT, taskFlags } from "./helpers.ts";
 
@@ -45,10 +51,18 @@ console.log(JSON.stringify(r._tag === "Right"
   : { ok: false, error: r.left, reports }));
 `;
 
-const slowStage = defineStage<Record<string, never>, { n: number }, { n: number; computedBy: number; xs: Float64Array }>({
+const slowStage = defineStage<
+  Record<string, never>,
+  { n: number },
+  { n: number; computedBy: number; xs: Float64Array }
+>({
   name: "slow",
   version: "1",
-  compute: (_inputs, { n }) => ({ n, computedBy: Deno.pid, xs: Float64Array.from({ length: n }, (_, i) => i * n) }),
+  compute: (_inputs, { n }) => ({
+    n,
+    computedBy: Deno.pid,
+    xs: Float64Array.from({ length: n }, (_, i) => i * n),
+  }),
 });
 
 async function childScript(): Promise<string> {
@@ -99,7 +113,8 @@ function lastJson(lines: string[], stderr: string): any {
 }
 
 const touch = (path: string) => Deno.writeTextFile(path, "");
-const markerPids = async (marker: string) => (await Deno.readTextFile(marker).catch(() => "")).split("\n").filter(Boolean);
+const markerPids = async (marker: string) =>
+  (await Deno.readTextFile(marker).catch(() => "")).split("\n").filter(Boolean);
 
 Deno.test("two processes computing the same entry: the stage runs once and both get its value", async () => {
   const script = await childScript();
@@ -125,8 +140,14 @@ Deno.test("two processes computing the same entry: the stage runs once and both 
   assert.equal(reused.length, 1);
   assert.deepEqual(reused[0].value, computed[0].value);
   assert.deepEqual(reused[0].value.xs, [0, 7, 14, 21, 28, 35, 42]);
-  assert.ok(reused[0].reports.some((l: string) => /slow\/[0-9a-f]+: waiting for pid \d+ on unknown/.test(l)), reused[0].reports.join("\n"));
-  assert.ok(reused[0].reports.some((l: string) => l.includes("computed by another process")), reused[0].reports.join("\n"));
+  assert.ok(
+    reused[0].reports.some((l: string) => /slow\/[0-9a-f]+: waiting for pid \d+ on unknown/.test(l)),
+    reused[0].reports.join("\n"),
+  );
+  assert.ok(
+    reused[0].reports.some((l: string) => l.includes("computed by another process")),
+    reused[0].reports.join("\n"),
+  );
   assert.ok(!reused[0].reports.some((l: string) => l.includes("breaking")), reused[0].reports.join("\n"));
   // The lock is gone and the entry is there.
   const key = computed[0].key;
@@ -139,18 +160,34 @@ Deno.test("a stale lock of a dead process on this host is broken, with a line sa
   const exited = new Deno.Command("true").spawn();
   await exited.status;
   const reports: string[] = [];
-  const rt = createRuntime({ cacheRoot, backend: "cpu", report: (l) => reports.push(l), lock: { pollMs: 20 } });
+  const rt = createRuntime({
+    cacheRoot,
+    backend: "cpu",
+    report: (l) => reports.push(l),
+    lock: { pollMs: 20 },
+  });
   // Find the entry's key with a first run in another cache, then plant a lock there.
-  const probe = await runStage(createRuntime({ cacheRoot: await Deno.makeTempDir(), backend: "cpu" }), slowStage, { n: 3 }, {})();
+  const probe = await runStage(
+    createRuntime({ cacheRoot: await Deno.makeTempDir(), backend: "cpu" }),
+    slowStage,
+    { n: 3 },
+    {},
+  )();
   assert.equal(probe._tag, "Right");
   const key = (probe as { right: { key: string } }).right.key;
   const lock = entryLockPath(cacheRoot, "slow", key);
   await Deno.mkdir(join(cacheRoot, "slow"), { recursive: true });
-  const holder: LockHolder = { host: thisHost(), pid: exited.pid, startedAt: new Date().toISOString(), token: "t", what: `slow/${key}` };
+  const holder: LockHolder = {
+    host: thisHost(),
+    pid: exited.pid,
+    startedAt: new Date().toISOString(),
+    token: "t",
+    what: `slow/${key}`,
+  };
   await Deno.writeTextFile(lock, JSON.stringify(holder));
   // What the dead process's interrupted write left: removed by the next holder, never read.
   await Deno.mkdir(join(cacheRoot, "slow", `.tmp-${key}-dead0000`));
-  await Deno.writeTextFile(join(cacheRoot, "slow", `.tmp-${key}-dead0000`, "value.json"), "{\"n\": 99");
+  await Deno.writeTextFile(join(cacheRoot, "slow", `.tmp-${key}-dead0000`, "value.json"), '{"n": 99');
   const started = performance.now();
   const result = await runStage(rt, slowStage, { n: 3 }, {})();
   assert.equal(result._tag, "Right");
@@ -160,28 +197,51 @@ Deno.test("a stale lock of a dead process on this host is broken, with a line sa
   assert.ok(line, reports.join("\n"));
   assert.match(line, new RegExp(`pid ${exited.pid} on .* is gone`));
   assert.equal(await Deno.stat(lock).then(() => true, () => false), false);
-  assert.ok(reports.some((l) => l.includes(`removed what an interrupted write of ${key} left: .tmp-${key}-dead0000`)), reports.join("\n"));
+  assert.ok(
+    reports.some((l) => l.includes(`removed what an interrupted write of ${key} left: .tmp-${key}-dead0000`)),
+    reports.join("\n"),
+  );
   assert.deepEqual([...Deno.readDirSync(join(cacheRoot, "slow"))].map((e) => e.name), [key]);
 });
 
 Deno.test("a lock from another host is waited for while its heartbeat is fresh and broken once it is old", async () => {
   const cacheRoot = await Deno.makeTempDir({ prefix: "obd-lock-" });
-  const key = (await runStage(createRuntime({ cacheRoot: await Deno.makeTempDir(), backend: "cpu" }), slowStage, { n: 4 }, {})() as {
-    right: { key: string };
-  }).right.key;
+  const key =
+    (await runStage(createRuntime({ cacheRoot: await Deno.makeTempDir(), backend: "cpu" }), slowStage, {
+      n: 4,
+    }, {})() as {
+      right: { key: string };
+    }).right.key;
   const lock = entryLockPath(cacheRoot, "slow", key);
   await Deno.mkdir(join(cacheRoot, "slow"), { recursive: true });
-  const holder: LockHolder = { host: "elsewhere.example", pid: 1, startedAt: new Date().toISOString(), token: "t", what: `slow/${key}` };
+  const holder: LockHolder = {
+    host: "elsewhere.example",
+    pid: 1,
+    startedAt: new Date().toISOString(),
+    token: "t",
+    what: `slow/${key}`,
+  };
   await Deno.writeTextFile(lock, JSON.stringify(holder));
   const reports: string[] = [];
-  const rt = createRuntime({ cacheRoot, backend: "cpu", report: (l) => reports.push(l), lock: { pollMs: 50, staleAfterMs: 1_500, reportEveryMs: 400 } });
+  const rt = createRuntime({
+    cacheRoot,
+    backend: "cpu",
+    report: (l) => reports.push(l),
+    lock: { pollMs: 50, staleAfterMs: 1_500, reportEveryMs: 400 },
+  });
   const started = performance.now();
   const result = await runStage(rt, slowStage, { n: 4 }, {})();
   const waited = performance.now() - started;
   assert.equal(result._tag, "Right");
   assert.ok(waited >= 1_400, `waited ${waited} ms for a fresh lock`);
-  assert.ok(reports.filter((l) => l.includes("waiting for pid 1 on elsewhere.example")).length >= 2, reports.join("\n"));
-  assert.ok(reports.some((l) => /breaking stale lock .* no heartbeat for \d+ s \(limit 2 s\)/.test(l)), reports.join("\n"));
+  assert.ok(
+    reports.filter((l) => l.includes("waiting for pid 1 on elsewhere.example")).length >= 2,
+    reports.join("\n"),
+  );
+  assert.ok(
+    reports.some((l) => /breaking stale lock .* no heartbeat for \d+ s \(limit 2 s\)/.test(l)),
+    reports.join("\n"),
+  );
   assert.deepEqual(Object.fromEntries(rt.executions), { slow: 1 });
 });
 
@@ -217,11 +277,19 @@ Deno.test("a process killed while computing leaves no entry anyone trusts; the n
   assert.ok(locks.some((n) => n.endsWith(".lock")), `a lock is left behind: ${locks}`);
   assert.ok(!locks.some((n) => /^[0-9a-f]{32}$/.test(n)), `no entry: ${locks}`);
   const reports: string[] = [];
-  const rt = createRuntime({ cacheRoot, backend: "cpu", report: (l) => reports.push(l), lock: { pollMs: 20 } });
+  const rt = createRuntime({
+    cacheRoot,
+    backend: "cpu",
+    report: (l) => reports.push(l),
+    lock: { pollMs: 20 },
+  });
   const result = await runStage(rt, slowStage, { n: 7 }, {})();
   assert.equal(result._tag, "Right", JSON.stringify(result));
   assert.equal((result as { right: { fromCache: boolean } }).right.fromCache, false);
-  assert.ok(reports.some((l) => l.includes("breaking stale lock") && l.includes("is gone")), reports.join("\n"));
+  assert.ok(
+    reports.some((l) => l.includes("breaking stale lock") && l.includes("is gone")),
+    reports.join("\n"),
+  );
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -289,7 +357,19 @@ Deno.test("local grid: 2 workers, a failing task listed with its log, fixed and 
   const dir = await Deno.makeTempDir({ prefix: "obd-grid-" });
   const cache = join(dir, "cache");
   const late = join(dir, "hopper_late.hdf5"); // does not exist yet
-  const args = ["--datasets", `embedded,${late}`, "--methods", "dbc,random", "--seeds", "0,1", "--workers", "2", "--cache-dir", cache, ...TINY];
+  const args = [
+    "--datasets",
+    `embedded,${late}`,
+    "--methods",
+    "dbc,random",
+    "--seeds",
+    "0,1",
+    "--workers",
+    "2",
+    "--cache-dir",
+    cache,
+    ...TINY,
+  ];
   const t0 = performance.now();
   const first = await grid(dir, args);
   console.log(`first grid: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
@@ -303,7 +383,12 @@ Deno.test("local grid: 2 workers, a failing task listed with its log, fixed and 
     assert.match(f.error, /^error\[load\/input\]: dataset file .*hopper_late\.hdf5 does not exist/);
     assert.equal(f.logs.length, 1);
     assert.ok((await Deno.readTextFile(f.logs[0])).includes(f.error), `the log ${f.logs[0]} holds the error`);
-    assert.ok(first.stderr.includes(`[grid] failed: task ${f.index} (${late} ${f.method} seed ${f.seed}): ${f.error} — log ${f.logs[0]}`), first.stderr);
+    assert.ok(
+      first.stderr.includes(
+        `[grid] failed: task ${f.index} (${late} ${f.method} seed ${f.seed}): ${f.error} — log ${f.logs[0]}`,
+      ),
+      first.stderr,
+    );
   }
   // The others completed and are in the report, every combination of them.
   const runDir = first.json.grid;
@@ -328,7 +413,9 @@ Deno.test("local grid: 2 workers, a failing task listed with its log, fixed and 
   assert.equal(again.json.succeeded, 8);
   assert.deepEqual(again.json.failed, []);
   const status = JSON.parse(await Deno.readTextFile(join(inRepo(runDir), "status.json")));
-  const retried = Object.values(status.outcomes as Record<string, TaskOutcome>).filter((o) => o.attempt === 2);
+  const retried = Object.values(status.outcomes as Record<string, TaskOutcome>).filter((o) =>
+    o.attempt === 2
+  );
   assert.equal(retried.length, 4);
   for (const o of retried) assert.match(o.logs[0], /\.attempt2\.log$/);
   assert.match(again.stdout, new RegExp(`\\|method\\|embedded\\|${late.replace(/[/.]/g, "\\$&")}\\|avg\\|`));
@@ -346,11 +433,24 @@ Deno.test("local grid: 2 workers, a failing task listed with its log, fixed and 
   assert.deepEqual(rerun.json.stagesComputedByTasks, {});
   assert.deepEqual(rerun.json.stagesComputedBySummary, {});
   const rerunStatus = JSON.parse(await Deno.readTextFile(join(inRepo(rerun.json.grid), "status.json")));
-  for (const o of Object.values(rerunStatus.outcomes as Record<string, TaskOutcome>)) assert.deepEqual(o.stagesComputed, {}, JSON.stringify(o));
+  for (const o of Object.values(rerunStatus.outcomes as Record<string, TaskOutcome>)) {
+    assert.deepEqual(o.stagesComputed, {}, JSON.stringify(o));
+  }
 });
 
 Deno.test("grid command line: one description, expanded in order with exact commands; mistakes are one-line errors", async () => {
-  const request = parseGridArgs(["--datasets", "embedded,data/x.hdf5", "--methods", "dbc,avpbc", "--seeds", "0,2", "--set", "distill.outerSteps=5", "--cache-dir", "/tmp/c"]);
+  const request = parseGridArgs([
+    "--datasets",
+    "embedded,data/x.hdf5",
+    "--methods",
+    "dbc,avpbc",
+    "--seeds",
+    "0,2",
+    "--set",
+    "distill.outerSteps=5",
+    "--cache-dir",
+    "/tmp/c",
+  ]);
   assert.ok(!("kind" in request) && request.mode === "new");
   const spec = request.spec;
   assert.deepEqual({ ...spec, slurm: undefined }, {
@@ -375,19 +475,51 @@ Deno.test("grid command line: one description, expanded in order with exact comm
     "006-x-avpbc-s0",
     "007-x-avpbc-s2",
   ]);
-  assert.deepEqual(tasks[3].args, ["embedded", "--method", "avpbc", "--seed", "2", "--preset", "quick", "--set", "distill.outerSteps=5", "--cache-dir", "/tmp/c", "--until", "evaluate"]);
+  assert.deepEqual(tasks[3].args, [
+    "embedded",
+    "--method",
+    "avpbc",
+    "--seed",
+    "2",
+    "--preset",
+    "quick",
+    "--set",
+    "distill.outerSteps=5",
+    "--cache-dir",
+    "/tmp/c",
+    "--until",
+    "evaluate",
+  ]);
   const perms = workerPermissions(taskFlags("pipeline"), spec);
   assert.ok(perms.includes("--allow-write=data,/tmp/c"), perms.join(" "));
   assert.ok(perms.includes("--allow-read=.,/tmp/c,/etc/hostname"), perms.join(" "));
   const cases: [string[], RegExp][] = [
     [["--methods", "dbc"], /--datasets is missing/],
     [["--datasets", "embedded", "--methods", "dbc,bogus"], /--methods: no method "bogus"/],
-    [["--datasets", "embedded", "--methods", "dbc", "--seeds", "0,x"], /--seeds 0,x: seeds are non-negative integers/],
-    [["--datasets", "embedded", "--methods", "dbc", "--set", "distill.outerStepz=3"], /unknown setting "distill\.outerStepz"/],
-    [["--datasets", "embedded", "--methods", "dbc", "--executor", "cloud"], /--executor cloud: no such executor/],
-    [["--datasets", "embedded", "--methods", "dbc", "--workers", "0"], /--workers 0 is not a positive integer/],
-    [["--datasets", "embedded", "--methods", "dbc", "--time", "soon"], /--time soon is not a Slurm time limit/],
-    [["--resubmit-failed", "data/runs/x", "--methods", "dbc"], /--resubmit-failed takes the grid from data\/runs\/x\/grid\.json, but --methods was given too/],
+    [
+      ["--datasets", "embedded", "--methods", "dbc", "--seeds", "0,x"],
+      /--seeds 0,x: seeds are non-negative integers/,
+    ],
+    [
+      ["--datasets", "embedded", "--methods", "dbc", "--set", "distill.outerStepz=3"],
+      /unknown setting "distill\.outerStepz"/,
+    ],
+    [
+      ["--datasets", "embedded", "--methods", "dbc", "--executor", "cloud"],
+      /--executor cloud: no such executor/,
+    ],
+    [
+      ["--datasets", "embedded", "--methods", "dbc", "--workers", "0"],
+      /--workers 0 is not a positive integer/,
+    ],
+    [
+      ["--datasets", "embedded", "--methods", "dbc", "--time", "soon"],
+      /--time soon is not a Slurm time limit/,
+    ],
+    [
+      ["--resubmit-failed", "data/runs/x", "--methods", "dbc"],
+      /--resubmit-failed takes the grid from data\/runs\/x\/grid\.json, but --methods was given too/,
+    ],
   ];
   for (const [args, expected] of cases) {
     const error = parseGridArgs(args);
@@ -400,9 +532,21 @@ Deno.test("grid command line: one description, expanded in order with exact comm
   assert.match(cli.stderr, /^error\[config\]: --methods: no method "nope" — methods: random, dbc/);
   // A cache the grid process may not read is refused before anything runs.
   const elsewhere = await Deno.makeTempDir();
-  const denied = await grid(await Deno.makeTempDir(), ["--datasets", "embedded", "--methods", "dbc", "--cache-dir", elsewhere]);
+  const denied = await grid(await Deno.makeTempDir(), [
+    "--datasets",
+    "embedded",
+    "--methods",
+    "dbc",
+    "--cache-dir",
+    elsewhere,
+  ]);
   assert.equal(denied.code, 2, denied.stderr);
-  assert.match(denied.stderr, new RegExp(`^error\\[config\\]: the grid summarizes its tasks itself and may not read ${elsewhere} — .*--allow-read=\\.,${elsewhere}`));
+  assert.match(
+    denied.stderr,
+    new RegExp(
+      `^error\\[config\\]: the grid summarizes its tasks itself and may not read ${elsewhere} — .*--allow-read=\\.,${elsewhere}`,
+    ),
+  );
 });
 
 Deno.test("slurm --dry-run prints the job script with one array task per grid task and submits nothing", async () => {
@@ -430,10 +574,26 @@ Deno.test("slurm --dry-run prints the job script with one array task per grid ta
   ]);
   assert.equal(out.code, 0, out.stderr);
   const script = out.stdout;
-  for (const line of ["#SBATCH --array=0-3", "#SBATCH --partition=main", "#SBATCH --gres=gpu:1", "#SBATCH --time=00:20:00", `#SBATCH --chdir=${REPO_ROOT.replace(/\/$/, "")}`]) {
+  for (
+    const line of [
+      "#SBATCH --array=0-3",
+      "#SBATCH --partition=main",
+      "#SBATCH --gres=gpu:1",
+      "#SBATCH --time=00:20:00",
+      `#SBATCH --chdir=${REPO_ROOT.replace(/\/$/, "")}`,
+    ]
+  ) {
     assert.ok(script.includes(line), `${line} in\n${script}`);
   }
-  for (let i = 0; i < 4; i++) assert.match(script, new RegExp(`^  ${i}\\) exec \\S+ run --no-prompt .*pipeline/commands/pipeline\\.ts embedded --method (dbc|random) --seed [01] .*--set distill\\.outerSteps=7 .*;;$`, "m"));
+  for (let i = 0; i < 4; i++) {
+    assert.match(
+      script,
+      new RegExp(
+        `^  ${i}\\) exec \\S+ run --no-prompt .*pipeline/commands/pipeline\\.ts embedded --method (dbc|random) --seed [01] .*--set distill\\.outerSteps=7 .*;;$`,
+        "m",
+      ),
+    );
+  }
   assert.match(out.stderr, /dry run: nothing was submitted/);
   const runDir = /run (data\/runs\/\S+)/.exec(out.stderr)![1];
   assert.deepEqual(JSON.parse(await Deno.readTextFile(join(REPO_ROOT, runDir, "status.json"))).attempts, []);
@@ -441,19 +601,43 @@ Deno.test("slurm --dry-run prints the job script with one array task per grid ta
 });
 
 // Slurm through the real single-machine Slurm of tests/setup-slurm.sh.
-const slurmSetup = await new Deno.Command("sh", { args: [`${REPO_ROOT}tests/setup-slurm.sh`], stdout: "piped", stderr: "piped" }).output()
+const slurmSetup = await new Deno.Command("sh", {
+  args: [`${REPO_ROOT}tests/setup-slurm.sh`],
+  stdout: "piped",
+  stderr: "piped",
+}).output()
   .catch((e) => ({ success: false, stderr: new TextEncoder().encode(String(e)) }));
-const slurm = slurmSetup.success
-  ? await slurmAvailable()
-  : { ok: false as const, reason: new TextDecoder().decode(slurmSetup.stderr).trim().split("\n").pop() ?? "tests/setup-slurm.sh failed" };
+const slurm = slurmSetup.success ? await slurmAvailable() : {
+  ok: false as const,
+  reason: new TextDecoder().decode(slurmSetup.stderr).trim().split("\n").pop() ??
+    "tests/setup-slurm.sh failed",
+};
 const skipSlurm = !slurm.ok && Deno.env.get("CI") !== "true";
-if (skipSlurm) console.log(`grid_test: skipping the Slurm grid test: ${"reason" in slurm ? slurm.reason : ""}`);
+if (skipSlurm) {
+  console.log(`grid_test: skipping the Slurm grid test: ${"reason" in slurm ? slurm.reason : ""}`);
+}
 
-Deno.test("slurm grid: a job array with one failed task, resubmitted alone, then one report", { ignore: skipSlurm }, async () => {
+Deno.test("slurm grid: a job array with one failed task, resubmitted alone, then one report", {
+  ignore: skipSlurm,
+}, async () => {
   assert.ok(slurm.ok, `Slurm is not usable on CI: ${"reason" in slurm ? slurm.reason : ""}`);
   const dir = await Deno.makeTempDir({ prefix: "obd-grid-slurm-" });
   const late = join(dir, "hopper_late.hdf5");
-  const args = ["--datasets", `embedded,${late}`, "--methods", "dbc", "--seeds", "0", "--cache-dir", join(dir, "cache"), "--executor", "slurm", "--time", "00:10:00", ...TINY];
+  const args = [
+    "--datasets",
+    `embedded,${late}`,
+    "--methods",
+    "dbc",
+    "--seeds",
+    "0",
+    "--cache-dir",
+    join(dir, "cache"),
+    "--executor",
+    "slurm",
+    "--time",
+    "00:10:00",
+    ...TINY,
+  ];
   const t0 = performance.now();
   const first = await grid(dir, args);
   console.log(`slurm grid: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
@@ -476,7 +660,10 @@ Deno.test("slurm grid: a job array with one failed task, resubmitted alone, then
   console.log(`slurm resubmission: ${((performance.now() - t1) / 1000).toFixed(1)} s`);
   assert.equal(again.code, 0, again.stderr);
   assert.match(again.stderr, /submitted Slurm array job \d+ with 1 task\(s\)/);
-  assert.match(await Deno.readTextFile(join(inRepo(first.json.grid), "slurm-attempt2.sh")), /#SBATCH --array=1\n/);
+  assert.match(
+    await Deno.readTextFile(join(inRepo(first.json.grid), "slurm-attempt2.sh")),
+    /#SBATCH --array=1\n/,
+  );
   assert.equal(again.json.ran, 1);
   assert.deepEqual(again.json.failed, []);
   assert.deepEqual(again.json.stagesComputedBySummary, {});

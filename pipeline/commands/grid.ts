@@ -43,7 +43,8 @@ import { table1Path, writeStudyReport } from "../report.ts";
 import { createRuntime } from "../runtime.ts";
 import { exitWithError, isError, openRun } from "./common.ts";
 
-const USAGE = "deno task grid --datasets a,b --methods dbc,avpbc [--seeds 0,1,2] [options]  |  deno task grid --resubmit-failed <run dir>";
+const USAGE =
+  "deno task grid --datasets a,b --methods dbc,avpbc [--seeds 0,1,2] [options]  |  deno task grid --resubmit-failed <run dir>";
 const JOB_NAME = "obd-grid";
 const log = (line: string) => console.error(line);
 
@@ -75,19 +76,35 @@ async function main(args: string[]): Promise<void> {
     if (isError(read)) exitWithError(read);
     ({ record, status } = read);
     const o = request.overrides;
-    spec = { ...record.spec, ...(o.executor ? { executor: o.executor } : {}), ...(o.workers ? { workers: o.workers } : {}), slurm: { ...record.spec.slurm, ...o.slurm } };
+    spec = {
+      ...record.spec,
+      ...(o.executor ? { executor: o.executor } : {}),
+      ...(o.workers ? { workers: o.workers } : {}),
+      slurm: { ...record.spec.slurm, ...o.slurm },
+    };
     dir = request.dir;
     indices = failedIndices(record, status);
     const own = checkGridPermissions(spec);
     if (own) exitWithError(own);
-    log(`[grid] ${dir}: ${indices.length} of ${record.tasks.length} task(s) to resubmit${indices.length ? `: ${indices.join(", ")}` : ""}`);
+    log(
+      `[grid] ${dir}: ${indices.length} of ${record.tasks.length} task(s) to resubmit${
+        indices.length ? `: ${indices.join(", ")}` : ""
+      }`,
+    );
   }
   const backendName = requestedBackend(spec.backend, Deno.env.get(BACKEND_ENV));
   if (isError(backendName)) exitWithError(backendName);
-  const pipelineFlags = taskPermissions(await Deno.readTextFile(new URL("../../deno.json", import.meta.url)), workerTask(backendName));
+  const pipelineFlags = taskPermissions(
+    await Deno.readTextFile(new URL("../../deno.json", import.meta.url)),
+    workerTask(backendName),
+  );
   const metrics = fileMetricsLog(join(dir, "metrics.jsonl"));
   // Commands are rebuilt with this Deno (its path may have changed since the grid was recorded).
-  const commands = new Map(record.tasks.map((t) => [t.index, taskCommand(Deno.execPath(), workerPermissions(pipelineFlags, spec), t)] as const));
+  const commands = new Map(
+    record.tasks.map((t) =>
+      [t.index, taskCommand(Deno.execPath(), workerPermissions(pipelineFlags, spec), t)] as const
+    ),
+  );
   if (request.mode === "new") {
     record = { ...record, tasks: record.tasks.map((t) => ({ ...t, command: commands.get(t.index)! })) };
     await writeJsonAtomic(join(dir, "grid.json"), record);
@@ -96,11 +113,19 @@ async function main(args: string[]): Promise<void> {
   const selected: GridTask[] = record.tasks.filter((t) => indices.includes(t.index));
   const attempt = status.attempts.length + 1;
   const logDir = resolve(dir, "tasks");
-  log(`[grid] ${record.tasks.length} task(s): ${spec.datasets.join(",")} × ${spec.methods.join(",")} × seeds ${spec.seeds.join(",")}; preset ${spec.preset}${spec.set.length ? ` with ${spec.set.join(" ")}` : ""}; cache ${spec.cacheDir}; executor ${spec.executor}; run ${dir}`);
+  log(
+    `[grid] ${record.tasks.length} task(s): ${spec.datasets.join(",")} × ${spec.methods.join(",")} × seeds ${
+      spec.seeds.join(",")
+    }; preset ${spec.preset}${
+      spec.set.length ? ` with ${spec.set.join(" ")}` : ""
+    }; cache ${spec.cacheDir}; executor ${spec.executor}; run ${dir}`,
+  );
 
   if (request.dryRun) {
     if (spec.executor === "slurm" && selected.length) {
-      console.log(slurmScript(spec, record.tasks, commands, indices, { logDir, chdir: Deno.cwd(), jobName: JOB_NAME }));
+      console.log(
+        slurmScript(spec, record.tasks, commands, indices, { logDir, chdir: Deno.cwd(), jobName: JOB_NAME }),
+      );
     } else {
       for (const t of selected) console.log(commands.get(t.index)!.map(shellQuote).join(" "));
     }
@@ -139,7 +164,14 @@ async function main(args: string[]): Promise<void> {
       } else {
         const scriptPath = resolve(dir, `slurm-attempt${attempt}.sh`);
         await Deno.mkdir(logDir, { recursive: true });
-        await Deno.writeTextFile(scriptPath, slurmScript(spec, record.tasks, commands, indices, { logDir, chdir: Deno.cwd(), jobName: JOB_NAME }));
+        await Deno.writeTextFile(
+          scriptPath,
+          slurmScript(spec, record.tasks, commands, indices, {
+            logDir,
+            chdir: Deno.cwd(),
+            jobName: JOB_NAME,
+          }),
+        );
         const ran = await runSlurm(selected, scriptPath, {
           logDir,
           jobName: JOB_NAME,
@@ -169,7 +201,13 @@ async function main(args: string[]): Promise<void> {
     error: status.outcomes[t.index]?.error ?? "not run",
     logs: status.outcomes[t.index]?.logs ?? [],
   }));
-  for (const f of failed) log(`[grid] failed: task ${f.index} (${f.dataset} ${f.method} seed ${f.seed}): ${f.error} — log ${f.logs.join(" ") || "none"}`);
+  for (const f of failed) {
+    log(
+      `[grid] failed: task ${f.index} (${f.dataset} ${f.method} seed ${f.seed}): ${f.error} — log ${
+        f.logs.join(" ") || "none"
+      }`,
+    );
+  }
   if (failed.length) log(`[grid] rerun only these with: deno task grid --resubmit-failed ${dir}`);
   if (summary.table1) console.log(summary.table1);
   const result = {
@@ -210,20 +248,37 @@ async function summarizeGrid(
   if (!done.length) return { files: [], executions: {}, errors: [] };
   const config = applyOverrides<PipelineConfig>(PRESETS[spec.preset], spec.set);
   const backendName = requestedBackend(spec.backend, Deno.env.get(BACKEND_ENV));
-  if (isError(config) || isError(backendName)) return { files: [], executions: {}, errors: [formatError((isError(config) ? config : backendName) as PipelineError)] };
+  if (isError(config) || isError(backendName)) {
+    return {
+      files: [],
+      executions: {},
+      errors: [formatError((isError(config) ? config : backendName) as PipelineError)],
+    };
+  }
   let backend = await initBackend(backendName);
   if (isError(backend) && backendName !== "wasm") {
     // The summary only reads what the tasks cached; the backend matters for a stage it computes.
-    log(`[grid] summary: backend ${backendName} unavailable here (${formatError(backend)}); summarizing on wasm`);
+    log(
+      `[grid] summary: backend ${backendName} unavailable here (${
+        formatError(backend)
+      }); summarizing on wasm`,
+    );
     backend = await initBackend("wasm");
   }
   if (isError(backend)) return { files: [], executions: {}, errors: [formatError(backend)] };
-  const rt = createRuntime({ cacheRoot: spec.cacheDir, backend: backend.label, progress: consoleProgress(), report: (l) => log(`  ${l}`) });
+  const rt = createRuntime({
+    cacheRoot: spec.cacheDir,
+    backend: backend.label,
+    progress: consoleProgress(),
+    report: (l) => log(`  ${l}`),
+  });
   const results: StudyResult[] = [];
   const errors: string[] = [];
   for (const dataset of spec.datasets) {
     for (const seed of spec.seeds) {
-      const methods = spec.methods.filter((m) => done.some((t) => t.dataset === dataset && t.seed === seed && t.method === m));
+      const methods = spec.methods.filter((m) =>
+        done.some((t) => t.dataset === dataset && t.seed === seed && t.method === m)
+      );
       if (!methods.length) continue;
       log(`[grid] summary: ${dataset} seed ${seed}, methods ${methods.join(",")}`);
       const study = await runStudy(rt, dataset, { methods }, withSeed(config, seed))();
@@ -234,10 +289,18 @@ async function summarizeGrid(
   const executions = Object.fromEntries(rt.executions);
   if (!results.length) return { files: [], executions, errors };
   try {
-    const files = await writeStudyReport(dir, results, { runName: dir.split("/").pop()!, backend: backend.label, config });
+    const files = await writeStudyReport(dir, results, {
+      runName: dir.split("/").pop()!,
+      backend: backend.label,
+      config,
+    });
     return { files, table1: await Deno.readTextFile(table1Path(dir)), executions, errors };
   } catch (e) {
-    return { files: [], executions, errors: [...errors, formatError({ ...toPipelineError(e), stage: "summarize" })] };
+    return {
+      files: [],
+      executions,
+      errors: [...errors, formatError({ ...toPipelineError(e), stage: "summarize" })],
+    };
   }
 }
 
