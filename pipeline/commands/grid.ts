@@ -287,6 +287,13 @@ async function summarizeGrid(
     }
   }
   const executions = Object.fromEntries(rt.executions);
+  if (rt.executions.size) {
+    log(
+      `[grid] summary: computed stages no task had cached: ${
+        JSON.stringify(executions)
+      } (a study over several methods may need an entry none of the single-method tasks made)`,
+    );
+  }
   if (!results.length) return { files: [], executions, errors };
   try {
     const files = await writeStudyReport(dir, results, {
