@@ -35,9 +35,9 @@ import { ENV_SPECS } from "../envs/locomotion.ts";
 import { fail } from "../pipeline/errors.ts";
 import { loadCheckpoint, saveCheckpoint } from "../pipeline/checkpoint.ts";
 import { defineStage, type Stage, type StageContext } from "../pipeline/stage.ts";
-import { disposeMlp, initMlpWeights, mlpTensors, tidyPlain } from "../numerics/mlp.ts";
+import { initMlpWeights } from "../numerics/mlp.ts";
 import { Rng } from "../numerics/random.ts";
-import { metaGradient } from "./distill/metagradient.ts";
+import { MetaGradientPool, requestedMetaGradientThreads } from "./distill/metagradient.ts";
 import { evaluateSyntheticSet, normalizedStates, type SetEvaluation, type SyntheticSet } from "./evaluate.ts";
 import type { OfflineDataset } from "./load.ts";
 import { type Teacher, teacherFromArtifact, type TeacherArtifact } from "./teacher/model.ts";
@@ -344,6 +344,9 @@ export async function distill(inputs: DistillInputs, config: DistillConfig, ctx:
     stateMean: data.stateMean,
     stateStd: data.stateStd,
   });
+  // Data-parallel meta-gradients on OBD_THREADS worker threads (default 1: this thread); equal to
+  // the single-thread result up to float32 summation order, so not part of the config.
+  const metaGradients = await MetaGradientPool.create(requestedMetaGradientThreads());
   try {
     const resumed = await loadCheckpoint(checkpointDir) as DistillState | undefined;
     let state: DistillState;
@@ -367,26 +370,13 @@ export async function distill(inputs: DistillInputs, config: DistillConfig, ctx:
       const k = state.step;
       const rng = new Rng(stepSeed(config.seed, k));
       const batch = outerBatch(config, data, normalized, teacher, inputs.density?.weight, rng);
-      const initial = mlpTensors(initMlpWeights(sizes, rng));
-      const g = tidyPlain(() =>
-        metaGradient(
-          initial,
-          tf.tensor2d(state.states, [config.synsetSize, d]),
-          tf.tensor2d(state.actions, [config.synsetSize, m]),
-          {
-            states: tf.tensor2d(batch.states, [batch.states.length / d, d]),
-            targets: tf.tensor2d(batch.targets, [batch.targets.length / m, m]),
-            weights: batch.weights ? tf.tensor1d(batch.weights) : undefined,
-          },
-          { steps: config.innerSteps, learningRate: config.innerLr, maxAction },
-        )
-      );
-      disposeMlp(initial);
-      const gStates = g.states.dataSync() as Float32Array;
-      const gActions = g.actions.dataSync() as Float32Array;
-      const outerLoss = g.outerLoss.dataSync()[0];
-      const innerLoss = g.innerLoss.dataSync()[0];
-      tf.dispose([g.states, g.actions, g.outerLoss, g.innerLoss]);
+      const { states: gStates, actions: gActions, outerLoss, innerLoss } = await metaGradients.compute({
+        initial: initMlpWeights(sizes, rng),
+        states: state.states,
+        actions: state.actions,
+        outer: batch,
+        options: { steps: config.innerSteps, learningRate: config.innerLr, maxAction },
+      });
       let norm2 = 0;
       for (const v of gStates) norm2 += v * v;
       for (const v of gActions) norm2 += v * v;
@@ -428,6 +418,7 @@ export async function distill(inputs: DistillInputs, config: DistillConfig, ctx:
     ctx.log({ event: "distill-final", normalizedScore: finalEvaluation.meanNormalizedScore });
     return { ...set, objective: config.objective, curve: state.curve, finalEvaluation };
   } finally {
+    metaGradients.dispose();
     teacher?.dispose();
   }
 }

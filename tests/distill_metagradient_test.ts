@@ -6,7 +6,13 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../pipeline/backend.ts";
-import { metaGradient, type StudentParams } from "../stages/distill/metagradient.ts";
+import {
+  metaGradient,
+  MetaGradientPool,
+  type MetaGradientProblem,
+  metaGradientValues,
+  type StudentParams,
+} from "../stages/distill/metagradient.ts";
 import { initMlpWeights, mlpTensors, type MlpWeights } from "../numerics/mlp.ts";
 import { Rng } from "../numerics/random.ts";
 
@@ -54,7 +60,11 @@ function ours(p: Problem): { dx: Float32Array; dy: Float32Array; outer: number }
       targets: tf.tensor2d(p.targets, [p.b, m]),
       weights: tf.tensor1d(p.weights),
     }, { steps: p.steps, learningRate: p.lr, maxAction: p.maxAction });
-    return { dx: g.states.dataSync() as Float32Array, dy: g.actions.dataSync() as Float32Array, outer: g.outerLoss.dataSync()[0] };
+    return {
+      dx: g.states.dataSync() as Float32Array,
+      dy: g.actions.dataSync() as Float32Array,
+      outer: g.outerLoss.dataSync()[0],
+    };
   });
 }
 
@@ -201,3 +211,66 @@ async function pythonPeer(p: Problem): Promise<{ dx: number[]; dy: number[]; out
   assert.ok(out.success, new TextDecoder().decode(out.stderr));
   return JSON.parse(new TextDecoder().decode(out.stdout));
 }
+
+function arrays(p: Problem): MetaGradientProblem {
+  return {
+    initial: p.init,
+    states: p.x,
+    actions: p.y,
+    outer: { states: p.states, targets: p.targets, weights: p.weights },
+    options: { steps: p.steps, learningRate: p.lr, maxAction: p.maxAction },
+  };
+}
+
+function relativeScalar(a: number, b: number): number {
+  return Math.abs(a - b) / Math.abs(b);
+}
+
+Deno.test("meta-gradient on 2 worker threads equals the single-thread one, also when N is odd", async () => {
+  const pool = await MetaGradientPool.create(2);
+  try {
+    assert.equal(pool.threads, 2);
+    for (const [seed, n, b, weighted] of [[3, 16, 40, true], [4, 15, 37, false]] as const) {
+      const p = problem(seed, [11, 32, 32, 3], n, b, 5, 0.1);
+      const one = metaGradientValues(arrays(p));
+      const problemArrays = weighted
+        ? arrays(p)
+        : { ...arrays(p), outer: { states: p.states, targets: p.targets } };
+      const ref = weighted ? one : metaGradientValues(problemArrays);
+      const two = await pool.compute(problemArrays);
+      assert.equal(two.states.length, n * 11);
+      assert.equal(two.actions.length, n * 3);
+      const relX = relativeDifference(two.states, ref.states),
+        relY = relativeDifference(two.actions, ref.actions);
+      assert.ok(relX < 1e-4, `N = ${n}: states relative difference ${relX}`);
+      assert.ok(relY < 1e-4, `N = ${n}: actions relative difference ${relY}`);
+      assert.ok(
+        relativeScalar(two.outerLoss, ref.outerLoss) < 1e-5,
+        `outer loss ${two.outerLoss} vs ${ref.outerLoss}`,
+      );
+      assert.ok(
+        relativeScalar(two.innerLoss, ref.innerLoss) < 1e-5,
+        `inner loss ${two.innerLoss} vs ${ref.innerLoss}`,
+      );
+    }
+    // The pool is reusable, and the single-thread values match the tensor API's.
+    const p = problem(5, [3, 6, 5, 2], 4, 7, 5, 0.5);
+    const again = await pool.compute(arrays(p));
+    const direct = ours(p);
+    assert.ok(relativeDifference(again.states, direct.dx) < 1e-4);
+    assert.ok(relativeDifference(again.actions, direct.dy) < 1e-4);
+  } finally {
+    pool.dispose();
+  }
+});
+
+Deno.test("a one-thread pool starts no worker and gives metaGradient's exact values", async () => {
+  const pool = await MetaGradientPool.create(1);
+  const p = problem(6, [3, 6, 5, 2], 4, 7, 3, 0.5);
+  const got = await pool.compute(arrays(p));
+  const direct = ours(p);
+  assert.deepEqual(Array.from(got.states), Array.from(direct.dx));
+  assert.deepEqual(Array.from(got.actions), Array.from(direct.dy));
+  assert.equal(got.outerLoss, direct.outer);
+  pool.dispose();
+});
