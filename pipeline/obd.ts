@@ -114,7 +114,7 @@ export interface StudyResult {
   readonly teacher?: Artifact<TeacherArtifact>;
   /** The state densities, when an SDW method needed them. */
   readonly density?: Artifact<StateDensity>;
-  /** Random selection, BC on the whole data and the teacher, scored once for all methods. */
+  /** Random selection and BC on the whole data, scored once for all methods and seeds. */
   readonly baselines?: Artifact<EvaluationReport>;
   /** Each method's outputs, in the order of `options.methods`. */
   readonly runs: readonly MethodRun[];
@@ -145,12 +145,9 @@ export function runStudy(
   const needsTeacher = objectives.some((o) => requirements(o).teacher || config.distill.init === "top-q");
   const needsDensity = objectives.some((o) => requirements(o).density);
   const run = config.evaluate.run;
-  const wantsBaselines = methods.includes("random") || (objectives.length > 0 && (run.bc || run.teacher));
-  // Baselines are scored once by their own stage; each set's evaluation leaves them out.
-  const baselinesSettings = baselinesConfig(
-    { ...config.evaluate, run: { ...run, randomSelection: methods.includes("random") } },
-    config.distill.synsetSize,
-  );
+  // Baselines are scored once per dataset by their own stage, whatever the methods (so a grid's
+  // single-method tasks all share one entry); each set's evaluation leaves them out.
+  const baselinesSettings = baselinesConfig(config.evaluate, config.distill.synsetSize);
   const setEvaluation = { ...config.evaluate, run: { ...run, randomSelection: false, bc: false, teacher: false } };
   return pipe(
     TE.tryCatch(() => locateDataset(datasetName, rt.progress), (e) => ({ ...toPipelineError(e), stage: "load" })),
@@ -161,9 +158,9 @@ export function runStudy(
       needsTeacher && reaches(until, "teacher") ? optional(runStage(rt, teacherStage, config.teacher, { dataset })) : skipped),
     TE.bind("density", ({ dataset }) =>
       needsDensity && reaches(until, "density") ? optional(runStage(rt, densityStage, config.density, { dataset })) : skipped),
-    TE.bind("baselines", ({ dataset, teacher }) =>
-      wantsBaselines && reaches(until, "evaluate") && Object.values(baselinesSettings.evaluate.run).some(Boolean)
-        ? optional(runStage(rt, baselinesStage, baselinesSettings, teacher ? { dataset, teacher } : { dataset }))
+    TE.bind("baselines", ({ dataset }) =>
+      reaches(until, "evaluate") && (run.randomSelection || run.bc)
+        ? optional(runStage(rt, baselinesStage, baselinesSettings, { dataset }))
         : skipped),
     TE.bind("runs", ({ dataset, teacher, density }) =>
       TE.sequenceSeqArray(methods.map((method) => runMethod(rt, method, config, setEvaluation, until, { dataset, teacher, density })))),

@@ -8,6 +8,7 @@
 import { join } from "node:path";
 import { type RunRecord, stageTimings, summarize, type SummaryInput, writeSummaryFiles } from "../stages/summarize.ts";
 import type { DistillConfig } from "../stages/distill.ts";
+import { teacherScore } from "../stages/evaluate.ts";
 import type { PipelineConfig, StudyResult } from "./obd.ts";
 import type { Artifact } from "./runtime.ts";
 
@@ -21,10 +22,14 @@ export interface ReportMeta {
   readonly config: PipelineConfig;
 }
 
-/** The summary's runs: one per distilled set, plus each study's baselines (Random selection, BC, teacher). */
+/**
+ * The summary's runs: one per distilled set, plus each dataset's baselines once (Random selection
+ * and BC from the baselines stage, the teacher's score from the teacher stage's own evaluation).
+ */
 export function studyRunRecords(results: readonly StudyResult[]): RunRecord[] {
+  const seen = new Set<string>();
   return results.flatMap((r) => [
-    ...(r.baselines ? [{ dataset: r.datasetName, report: r.baselines.value }] : []),
+    ...baselinesRecord(r, seen),
     ...r.runs.flatMap((m) =>
       m.distilled
         ? [{
@@ -36,6 +41,19 @@ export function studyRunRecords(results: readonly StudyResult[]): RunRecord[] {
         : []
     ),
   ]);
+}
+
+function baselinesRecord(r: StudyResult, seen: Set<string>): RunRecord[] {
+  if (!r.baselines) return [];
+  const teacher = r.teacher?.value.evaluation;
+  const id = `${r.datasetName}/${r.baselines.key}/${r.teacher?.key ?? ""}`;
+  if (seen.has(id)) return [];
+  seen.add(id);
+  const report = r.baselines.value;
+  return [{
+    dataset: r.datasetName,
+    report: teacher ? { ...report, baselines: { ...report.baselines, teacher: teacherScore(teacher) } } : report,
+  }];
 }
 
 /** Every stage artifact of the studies, each once (shared upstream stages appear in many). */

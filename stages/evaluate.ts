@@ -521,6 +521,11 @@ export interface MethodScore {
   readonly seconds: number;
 }
 
+/** The teacher stage's own evaluation of π* as a baseline's score (one unit: the teacher). */
+export function teacherScore(evaluation: ScoredUnit): MethodScore {
+  return methodScore("teacher", [evaluation], 0);
+}
+
 /** Population mean and standard deviation (numpy's default); NaN for no values. */
 export function meanStd(values: readonly number[]): { mean: number; std: number } {
   if (values.length === 0) return { mean: NaN, std: NaN };
@@ -528,7 +533,9 @@ export function meanStd(values: readonly number[]): { mean: number; std: number 
   return { mean, std: Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / values.length) };
 }
 
-function methodScore(method: string, units: readonly Evaluation[], seconds: number): MethodScore {
+type ScoredUnit = Pick<Evaluation, "episodes" | "normalizedScores" | "returns" | "meanNormalizedScore">;
+
+function methodScore(method: string, units: readonly ScoredUnit[], seconds: number): MethodScore {
   const normalizedScores = units.flatMap((u) => Array.from(u.normalizedScores));
   const returns = units.flatMap((u) => Array.from(u.returns));
   const s = meanStd(normalizedScores), r = meanStd(returns);
@@ -1373,12 +1380,10 @@ export const evaluateStage: Stage<EvaluateInputs, EvaluateConfig, EvaluationRepo
   compute: (inputs, config, ctx) => evaluate(inputs, config, ctx),
 });
 
-/** Inputs of the baselines stage: the dataset, and the teacher when the study has one. */
+/** Inputs of the baselines stage: the dataset. */
 export interface BaselinesInputs {
   /** The offline dataset. */
   readonly dataset: OfflineDataset;
-  /** The teacher, for the teacher baseline. */
-  readonly teacher?: TeacherArtifact;
 }
 
 /** Config of the baselines stage: the evaluation settings and the size Random selection draws. */
@@ -1392,10 +1397,11 @@ export interface BaselinesConfig {
 /**
  * The part of an evaluate config the baselines depend on, everything else at the paper's values:
  * a study keys its baselines by this, so changing how synthetic sets are evaluated (ensembles,
- * variants, students per set) does not recompute Random selection, BC or the teacher's score.
+ * variants, students per set) or which methods are compared does not recompute Random selection or
+ * BC. The teacher's score is not part of it: the teacher stage evaluates π* itself.
  */
 export function baselinesConfig(evaluate: EvaluateConfig, synsetSize: number): BaselinesConfig {
-  const off = { plain: false, ensemble: false, architectures: false, optimizers: false };
+  const off = { plain: false, ensemble: false, architectures: false, optimizers: false, teacher: false };
   return {
     synsetSize,
     evaluate: {
@@ -1417,9 +1423,9 @@ export function baselinesConfig(evaluate: EvaluateConfig, synsetSize: number): B
 }
 
 /**
- * Scores the baselines of one dataset once (Random selection, BC on the whole data, the teacher),
- * as an {@link EvaluationReport} of objective `random` with no synthetic-set scores. The numbers
- * are the same as those `evaluate` reports for any set of that size (same streams).
+ * Scores the baselines of one dataset once (Random selection, BC on the whole data), as an
+ * {@link EvaluationReport} of objective `random` with no synthetic-set scores. The numbers are the
+ * same as those `evaluate` reports for any set of that size (same streams).
  */
 export async function evaluateBaselines(
   inputs: BaselinesInputs,
@@ -1439,7 +1445,6 @@ export async function evaluateBaselines(
   if (settings.run.randomSelection && synsetSize > dataset.n) {
     fail("config", `random selection of ${synsetSize} pairs needs a dataset of at least that many transitions (${dataset.n})`);
   }
-  if (inputs.teacher) checkTeacherFitsDataset(inputs.teacher, { obsDim: dataset.obsDim, actDim: dataset.actDim, name: dataset.file });
   const protocol: StudentProtocol = {
     hidden: Array(settings.hiddenLayers).fill(settings.width),
     steps: settings.studentSteps,
@@ -1447,12 +1452,11 @@ export async function evaluateBaselines(
     maxAction: ENV_SPECS[dataset.env].actionHigh,
   };
   const run = settings.run;
-  const total = (run.randomSelection ? settings.randomRepeats : 0) + (run.bc ? settings.bcPolicies : 0) +
-    (run.teacher && inputs.teacher ? 1 : 0);
+  const total = (run.randomSelection ? settings.randomRepeats : 0) + (run.bc ? settings.bcPolicies : 0);
   const bar = ctx.progress("baselines", total);
   let done = 0;
   const tally = new Throughput();
-  const baselines = await scoreBaselines(dataset, inputs.teacher, synsetSize, settings, protocol, {
+  const baselines = await scoreBaselines(dataset, undefined, synsetSize, settings, protocol, {
     tally,
     tick: (part, score) => bar.update(++done, score === undefined ? { part } : { part, score }),
     record: (name, score) => recordScore(ctx, name, score),
@@ -1474,7 +1478,7 @@ export async function evaluateBaselines(
   };
 }
 
-/** The baselines stage: `{ dataset, teacher? }` → the baselines' {@link EvaluationReport}. */
+/** The baselines stage: `{ dataset }` → the baselines' {@link EvaluationReport}. */
 export const baselinesStage: Stage<BaselinesInputs, BaselinesConfig, EvaluationReport> = defineStage<
   BaselinesInputs,
   BaselinesConfig,

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { type Method, type PipelineConfig, PRESETS, runStudy, type StudyResult, withSeed } from "../pipeline/obd.ts";
-import { writeStudyReport } from "../pipeline/report.ts";
+import { studyRunRecords, writeStudyReport } from "../pipeline/report.ts";
 import type { PipelineError } from "../pipeline/errors.ts";
 import { createRuntime } from "../pipeline/runtime.ts";
 import { EMBEDDED_DATASET, loadStage, locateDataset, type OfflineDataset } from "../stages/load.ts";
@@ -190,7 +190,11 @@ Deno.test("a study: shared stages once, cached re-run computes nothing, an evalu
   assert.deepEqual(first.counts, { load: 1, teacher: 1, density: 1, baselines: 1, distill: 2, evaluate: 2 });
   assert.deepEqual(first.study.runs.map((r) => [r.method, !!r.distilled, !!r.evaluation]), [["random", false, false], ["dbc", true, true], ["sdw", true, true]]);
   const b = first.study.baselines!.value.baselines;
-  assert.ok(b.randomSelection && b.bc && b.teacher, "Random selection, BC and the teacher are scored");
+  assert.ok(b.randomSelection && b.bc, "Random selection and BC are scored");
+  // The teacher's score is its own stage's evaluation, in the summary's baselines record.
+  const records = studyRunRecords([first.study, first.study]);
+  assert.equal(records.filter((r) => !r.distilled).length, 1, "a dataset's baselines appear once");
+  assert.deepEqual(records[0].report!.baselines.teacher!.normalizedScores, Array.from(first.study.teacher!.value.evaluation!.normalizedScores));
   assert.equal(first.study.runs[1].evaluation!.value.baselines.randomSelection, undefined, "sets are evaluated without baselines");
   assert.deepEqual((await runMethods(cache, ["random", "dbc", "sdw"])).counts, {});
   // An option of how sets are evaluated: the sets' evaluations only, not the baselines.
@@ -198,6 +202,8 @@ Deno.test("a study: shared stages once, cached re-run computes nothing, an evalu
   assert.deepEqual((await runMethods(cache, ["random", "dbc", "sdw"], moreStudents)).counts, { evaluate: 2 });
   // Another method: its distill and evaluate only; load, teacher, density and baselines are reused.
   assert.deepEqual((await runMethods(cache, ["random", "dbc", "sdw", "avpbc"])).counts, { distill: 1, evaluate: 1 });
+  // The baselines do not depend on which methods are compared: one method alone reuses them.
+  assert.deepEqual((await runMethods(cache, ["pbc"])).counts, { distill: 1, evaluate: 1 });
   // Another seed: every distillation again, nothing upstream.
   assert.deepEqual((await runMethods(cache, ["random", "dbc", "sdw"], withSeed(study, 7))).counts, { distill: 2, evaluate: 2 });
   // The report has Random selection, both methods and the baselines in Table 1.
