@@ -259,6 +259,16 @@ Deno.test("meta-gradient on 2 worker threads equals the single-thread one, also 
     const direct = ours(p);
     assert.ok(relativeDifference(again.states, direct.dx) < 1e-4);
     assert.ok(relativeDifference(again.actions, direct.dy) < 1e-4);
+    // A failure in one worker only (its slice of the outer weights is too short, found after the
+    // inner loop, while the other waits at an all-reduce) rejects instead of hanging, and the pool
+    // stays usable.
+    const bad = arrays(problem(7, [11, 32, 32, 3], 16, 40, 3, 0.1));
+    await assert.rejects(
+      pool.compute({ ...bad, outer: { ...bad.outer, weights: bad.outer.weights!.slice(0, 30) } }),
+      /worker failed/,
+    );
+    const after = await pool.compute(bad);
+    assert.ok(relativeDifference(after.states, metaGradientValues(bad).states) < 1e-4);
   } finally {
     pool.dispose();
   }
