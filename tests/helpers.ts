@@ -1,6 +1,7 @@
 /** Helpers shared by the tests: Debian's Python as a reference, typed failures, tasks' own permissions. */
 import assert from "node:assert/strict";
 import { PipelineFailure } from "../pipeline/errors.ts";
+import { taskPermissions } from "../pipeline/grid.ts";
 
 /** The repository root, where tasks run. */
 export const REPO_ROOT = new URL("..", import.meta.url).pathname;
@@ -39,13 +40,11 @@ export async function assertFails(
   return caught;
 }
 
-const denoJson = JSON.parse(await Deno.readTextFile(new URL("../deno.json", import.meta.url)));
+const denoJsonText = await Deno.readTextFile(new URL("../deno.json", import.meta.url));
 
 /** The `--allow-*`/`--deny-*` flags of a deno.json task, so tests follow the real definition. */
 export function taskFlags(task: string): string[] {
-  const command: string | undefined = denoJson.tasks[task];
-  assert.ok(command, `deno.json has no task ${task}`);
-  return command.split(/\s+/).filter((t) => /^--(allow|deny)-/.test(t));
+  return taskPermissions(denoJsonText, task);
 }
 
 /** Runs `script` with `args` under the permissions of `task`, from the repository root. */
