@@ -37,6 +37,19 @@ export {
   withSeed,
 } from "./pipeline/obd.ts";
 export { type ReportMeta, studyRunRecords, studySummaryInput, writeStudyReport } from "./pipeline/report.ts";
+export {
+  EXECUTORS,
+  expandGrid,
+  type GridSpec,
+  type GridTask,
+  parseGridArgs,
+  runLocal,
+  runSlurm,
+  slurmScript,
+  type TaskOutcome,
+} from "./pipeline/grid.ts";
+export { acquireLock, DEFAULT_LOCK_OPTIONS, type LockOptions } from "./pipeline/lock.ts";
+export { arrayTaskStates, renderArrayScript, slurmAvailable, submitArray, waitForArray } from "./pipeline/slurm.ts";
 
 // Stages
 export { EMBEDDED_DATASET, type LoadConfig, loadStage, type LocatedDataset, locateDataset, type OfflineDataset } from "./stages/load.ts";
@@ -84,7 +97,6 @@ export { evaluatePolicy } from "./envs/rollout.ts";
 // Types the API above refers to
 export type { ArtifactInputs } from "./pipeline/runtime.ts";
 export type { Lookup } from "./pipeline/cache.ts";
-export type { LockOptions } from "./pipeline/lock.ts";
 export type { ConsoleProgressOptions } from "./pipeline/progress.ts";
 export type { RunRecord, StageTiming, SummaryFiles, SummaryInput } from "./stages/summarize.ts";
 export type { CurvePoint, DistillInputs, SynsetInit } from "./stages/distill.ts";
