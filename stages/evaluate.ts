@@ -1184,6 +1184,33 @@ async function scoreBaselines(
 }
 
 /**
+ * Refuses a bad config, a dataset of an unknown environment and a Random selection larger than the
+ * dataset; returns the paper's student protocol the config describes, for that environment.
+ */
+function checkedProtocol(config: EvaluateConfig, dataset: OfflineDataset, synsetSize: number): StudentProtocol {
+  validateEvaluateConfig(config);
+  if (!(ENV_NAMES as readonly string[]).includes(dataset.env)) {
+    fail(
+      "input",
+      `the dataset ${dataset.file} is for an unknown environment "${dataset.env}"`,
+      `choose one of ${ENV_NAMES.join(", ")}`,
+    );
+  }
+  if (config.run.randomSelection && synsetSize > dataset.n) {
+    fail(
+      "config",
+      `random selection of ${synsetSize} pairs needs a dataset of at least that many transitions (${dataset.n})`,
+    );
+  }
+  return {
+    hidden: Array(config.hiddenLayers).fill(config.width),
+    steps: config.studentSteps,
+    learningRate: config.studentLr,
+    maxAction: ENV_SPECS[dataset.env].actionHigh,
+  };
+}
+
+/**
  * Runs the configured evaluations of one distilled set. Refuses, before any work, a bad config, a
  * set that is empty, non-finite or does not fit the environment, and a dataset or teacher of another
  * environment. Numbers are deterministic for (inputs, config).
@@ -1194,15 +1221,8 @@ export async function evaluate(
   ctx: StageContext,
 ): Promise<EvaluationReport> {
   const started = performance.now();
-  validateEvaluateConfig(config);
   const { dataset, distilled } = inputs;
-  if (!(ENV_NAMES as readonly string[]).includes(dataset.env)) {
-    fail(
-      "input",
-      `the dataset ${dataset.file} is for an unknown environment "${dataset.env}"`,
-      `choose one of ${ENV_NAMES.join(", ")}`,
-    );
-  }
+  const protocol = checkedProtocol(config, dataset, distilled.size);
   validateSyntheticSet(distilled, { env: dataset.env, obsDim: dataset.obsDim, actDim: dataset.actDim });
   if (inputs.teacher) {
     checkTeacherFitsDataset(inputs.teacher, {
@@ -1211,20 +1231,8 @@ export async function evaluate(
       name: dataset.file,
     });
   }
-  if (config.run.randomSelection && distilled.size > dataset.n) {
-    fail(
-      "config",
-      `random selection of ${distilled.size} pairs needs a dataset of at least that many transitions (${dataset.n})`,
-    );
-  }
   const env = dataset.env;
-  const maxAction = ENV_SPECS[env].actionHigh;
-  const protocol: StudentProtocol = {
-    hidden: Array(config.hiddenLayers).fill(config.width),
-    steps: config.studentSteps,
-    learningRate: config.studentLr,
-    maxAction,
-  };
+  const maxAction = protocol.maxAction;
   const tally = new Throughput();
   const run = config.run;
   const variantNames = [
@@ -1434,23 +1442,11 @@ export async function evaluateBaselines(
 ): Promise<EvaluationReport> {
   const started = performance.now();
   const { evaluate: settings, synsetSize } = config;
-  validateEvaluateConfig(settings);
   const { dataset } = inputs;
-  if (!(ENV_NAMES as readonly string[]).includes(dataset.env)) {
-    fail("input", `the dataset ${dataset.file} is for an unknown environment "${dataset.env}"`, `choose one of ${ENV_NAMES.join(", ")}`);
-  }
   if (!Number.isInteger(synsetSize) || synsetSize < 1) {
     fail("config", `baselines.synsetSize = ${synsetSize} must be a positive integer`);
   }
-  if (settings.run.randomSelection && synsetSize > dataset.n) {
-    fail("config", `random selection of ${synsetSize} pairs needs a dataset of at least that many transitions (${dataset.n})`);
-  }
-  const protocol: StudentProtocol = {
-    hidden: Array(settings.hiddenLayers).fill(settings.width),
-    steps: settings.studentSteps,
-    learningRate: settings.studentLr,
-    maxAction: ENV_SPECS[dataset.env].actionHigh,
-  };
+  const protocol = checkedProtocol(settings, dataset, synsetSize);
   const run = settings.run;
   const total = (run.randomSelection ? settings.randomRepeats : 0) + (run.bc ? settings.bcPolicies : 0);
   const bar = ctx.progress("baselines", total);
