@@ -65,7 +65,14 @@ export {
   PAPER_DISTILL,
   QUICK_DISTILL,
 } from "./stages/distill.ts";
-export { metaGradient, studentForward, unrollInnerLoop } from "./stages/distill/metagradient.ts";
+export {
+  metaGradient,
+  MetaGradientPool,
+  requestedMetaGradientThreads,
+  studentForward,
+  THREADS_ENV,
+  unrollInnerLoop,
+} from "./stages/distill/metagradient.ts";
 export {
   type BaselinesConfig,
   baselinesConfig,
@@ -97,11 +104,15 @@ export { evaluatePolicy } from "./envs/rollout.ts";
 // Types the API above refers to
 export type { ArtifactInputs } from "./pipeline/runtime.ts";
 export type { Lookup } from "./pipeline/cache.ts";
+export type { Executor, GridRecord, GridReporter, GridRequest, GridStatus, SlurmScriptOptions } from "./pipeline/grid.ts";
+export type { HeldLock, LockHolder } from "./pipeline/lock.ts";
+export type { ArrayScriptOptions, JobState, SubmitOptions, TaskStatus, WaitOptions } from "./pipeline/slurm.ts";
 export type { ConsoleProgressOptions } from "./pipeline/progress.ts";
 export type { RunRecord, StageTiming, SummaryFiles, SummaryInput } from "./stages/summarize.ts";
 export type { CurvePoint, DistillInputs, SynsetInit } from "./stages/distill.ts";
 export { INITS } from "./stages/distill.ts";
 export type { InnerLoopOptions, InnerTrajectory, MetaGradient, OuterBatch, StepRecord, StudentParams } from "./stages/distill/metagradient.ts";
+export type { MetaGradientProblem, MetaGradientValues, ReduceTiming } from "./stages/distill/metagradient.ts";
 export type { CurveSummary, EvaluateInputs, EvaluationPoint, EvaluationSwitches, MethodScore, SetEvaluation, StudentArchitecture, StudentOptimizer, StudentProtocol, VariantScore } from "./stages/evaluate.ts";
 export type { ActMode, GaussianHead, TeacherActor, TeacherAlgorithm, TeacherEvaluation } from "./stages/teacher/model.ts";
 export { TEACHER_FORMAT, TEACHER_FORMAT_VERSION } from "./stages/teacher/model.ts";

@@ -38,15 +38,21 @@ export const PIPELINE_SCRIPT = "pipeline/commands/pipeline.ts";
 
 /** A grid of pipeline runs. */
 export interface GridSpec {
+  /** Datasets to run: `embedded`, D4RL aliases or HDF5 paths. */
   readonly datasets: readonly string[];
+  /** Distillation methods to run, each one of `METHODS`. */
   readonly methods: readonly Method[];
+  /** Distillation seeds (non-negative integers); every dataset × method runs once per seed. */
   readonly seeds: readonly number[];
+  /** Name of the settings preset every task starts from (a key of `PRESETS`, e.g. `quick`). */
   readonly preset: string;
   /** `--set section.name=value` overrides, passed to every task. */
   readonly set: readonly string[];
+  /** Tensor backend of every task (`wasm`, `cpu`, `tensorflow`); the pipeline's default when absent. */
   readonly backend?: string;
   /** The cache all tasks share (default `data/cache`). */
   readonly cacheDir: string;
+  /** Where the tasks run: local worker subprocesses or a Slurm job array. */
   readonly executor: Executor;
   /** Local worker processes (local executor). */
   readonly workers: number;
@@ -58,8 +64,11 @@ export interface GridSpec {
 export interface GridTask {
   /** Position in the grid, also the Slurm array index. */
   readonly index: number;
+  /** The dataset this task distills, as named in the grid. */
   readonly dataset: string;
+  /** The distillation method it runs. */
   readonly method: Method;
+  /** Its distillation seed. */
   readonly seed: number;
   /** A file-name-safe label, e.g. `003-embedded-dbc-s1`. */
   readonly name: string;
@@ -69,11 +78,15 @@ export interface GridTask {
 
 /** How one task ended in its latest attempt. */
 export interface TaskOutcome {
+  /** The task's index in the grid (`GridTask.index`). */
   readonly index: number;
+  /** Whether it succeeded: exit status 0 (and, for Slurm, the task's state `COMPLETED`). */
   readonly ok: boolean;
+  /** Which attempt of the grid this outcome is from, counting from 1. */
   readonly attempt: number;
   /** Exit status of the pipeline command (of the Slurm task for the slurm executor). */
   readonly exitCode: number;
+  /** Wall-clock time of the run, in seconds (local executor only). */
   readonly seconds?: number;
   /** The command's one-line error (`error[stage/kind]: …`), or why it did not run. */
   readonly error?: string;
@@ -417,6 +430,7 @@ export interface SlurmScriptOptions {
   readonly logDir: string;
   /** The tasks' working directory: the repository root. */
   readonly chdir: string;
+  /** Slurm job name (`--job-name`), also the prefix of the log files. */
   readonly jobName: string;
 }
 
@@ -458,13 +472,17 @@ export function slurmScript(
 
 /** `grid.json`: what the grid is. */
 export interface GridRecord {
+  /** The grid as parsed from the command line. */
   readonly spec: GridSpec;
+  /** Its tasks in order, each with the exact command line it runs. */
   readonly tasks: readonly (GridTask & { readonly command: readonly string[] })[];
+  /** ISO time at which the grid was created. */
   readonly createdAt: string;
 }
 
 /** `status.json`: the latest outcome of every task that ran, and the attempts made. */
 export interface GridStatus {
+  /** Every attempt so far, in order: its number, executor, task indices, ISO start time and (Slurm) array job id. */
   readonly attempts: readonly {
     readonly attempt: number;
     readonly executor: Executor;
@@ -472,6 +490,7 @@ export interface GridStatus {
     readonly startedAt: string;
     readonly jobId?: string;
   }[];
+  /** The latest outcome of every task that ran, keyed by task index. */
   readonly outcomes: Readonly<Record<string, TaskOutcome>>;
 }
 

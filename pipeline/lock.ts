@@ -46,6 +46,7 @@ export const DEFAULT_LOCK_OPTIONS: LockOptions = {
 export interface LockHolder {
   /** Host name of the holder, or "unknown" where it may not read it. */
   readonly host: string;
+  /** Process id of the holder on its host. */
   readonly pid: number;
   /** ISO time at which the lock was taken. */
   readonly startedAt: string;
@@ -57,7 +58,9 @@ export interface LockHolder {
 
 /** A lock this process holds. */
 export interface HeldLock {
+  /** Path of the lock file. */
   readonly path: string;
+  /** What this process wrote into the lock file. */
   readonly holder: LockHolder;
   /** True when this process waited for another holder before getting the lock. */
   readonly waited: boolean;

@@ -593,10 +593,15 @@ export function sharedAllReduce(
  * adding the slots and uploading the sums, `totalMs` the whole job.
  */
 export interface ReduceTiming {
+  /** All-reduce calls the worker made in the job. */
   calls: number;
+  /** Time spent reading back its partial sums (`dataSync`), ms. */
   readMs: number;
+  /** Time spent waiting at the barriers for the other workers, ms. */
   waitMs: number;
+  /** Time spent adding the slots and uploading the sums, ms. */
   sumMs: number;
+  /** Wall-clock time of the whole job, ms. */
   totalMs: number;
 }
 
