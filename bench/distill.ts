@@ -105,7 +105,6 @@ const workerMs = pool?.lastTiming.map((t) => ({
   sum_upload: Math.round(t.sumMs),
   all_reduces: t.calls,
 }));
-pool?.dispose();
 let peerSeconds: number | undefined;
 let peerNote: string | undefined;
 if (!values["no-peer"]) {
@@ -148,8 +147,10 @@ console.log(JSON.stringify({
   cpu_s_per_outer_step: +cpuPerStep.toFixed(3),
   peer_s_per_outer_step: peerSeconds === undefined ? null : +peerSeconds.toFixed(3),
   ratio: peerSeconds === undefined ? null : +(ours / peerSeconds).toFixed(3),
+  // Resident memory now (the workers' included, they are still running): a lower bound on the peak.
   peak_rss_mb: Math.round(Deno.memoryUsage().rss / 2 ** 20),
   tensors_alive: tf.memory().numTensors,
   ...(workerMs ? { worker_ms: workerMs } : {}),
   ...(peerNote ? { note: peerNote } : {}),
 }));
+pool?.dispose();
