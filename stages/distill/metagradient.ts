@@ -705,13 +705,15 @@ export class MetaGradientPool {
 
   /**
    * Starts `threads` workers on the backend `backend` (default: the calling thread's,
-   * `tf.getBackend()`); resolves once every worker's backend is ready.
+   * `tf.getBackend()`); resolves once every worker's backend is ready. The native `tensorflow`
+   * backend already computes on every core and is not started in workers: there the pool has one
+   * thread, the caller's.
    */
   static async create(threads: number, backend: string = tf.getBackend()): Promise<MetaGradientPool> {
     if (!Number.isInteger(threads) || threads < 1) {
       throw new RangeError(`threads = ${threads} must be a positive integer`);
     }
-    if (threads === 1) return new MetaGradientPool(1, []);
+    if (threads === 1 || backend === "tensorflow") return new MetaGradientPool(1, []);
     const workers: PoolWorker[] = Array.from({ length: threads }, () => {
       const entry: PoolWorker = {
         worker: new Worker(new URL("./metagradient_worker.ts", import.meta.url).href, { type: "module" }),
