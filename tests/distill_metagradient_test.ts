@@ -6,12 +6,18 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../pipeline/backend.ts";
+import { silentProgress } from "../pipeline/progress.ts";
+import { createRuntime, runStage } from "../pipeline/runtime.ts";
+import { distill, QUICK_DISTILL } from "../stages/distill.ts";
+import { loadStage, locateDataset } from "../stages/load.ts";
 import {
   metaGradient,
   MetaGradientPool,
   type MetaGradientProblem,
   metaGradientValues,
+  requestedMetaGradientThreads,
   type StudentParams,
+  THREADS_ENV,
 } from "../stages/distill/metagradient.ts";
 import { initMlpWeights, mlpTensors, type MlpWeights } from "../numerics/mlp.ts";
 import { Rng } from "../numerics/random.ts";
@@ -295,4 +301,62 @@ Deno.test("a one-thread pool starts no worker and gives metaGradient's exact val
   assert.deepEqual(Array.from(got.actions), Array.from(direct.dy));
   assert.equal(got.outerLoss, direct.outer);
   pool.dispose();
+});
+
+Deno.test("the distill stage with OBD_THREADS=2 follows the single-thread run", async () => {
+  const cache = await Deno.makeTempDir();
+  const saved = Deno.env.get(THREADS_ENV);
+  try {
+    const rt = createRuntime({ cacheRoot: cache, backend: "wasm" });
+    const located = await locateDataset("embedded", silentProgress);
+    const loaded = await runStage(rt, loadStage, {
+      file: located.file,
+      sha256: located.sha256,
+      env: located.env,
+      minTransitions: 1000,
+    }, {})();
+    if (loaded._tag === "Left") throw new Error(loaded.left.message);
+    const config = {
+      ...QUICK_DISTILL,
+      objective: "dbc" as const,
+      synsetSize: 15,
+      hiddenLayers: 2,
+      width: 32,
+      innerSteps: 5,
+      outerSteps: 4,
+      outerBatches: 1,
+      outerBatchSize: 64,
+      evalEvery: 0,
+      evalEpisodes: 1,
+      checkpointEvery: 100,
+    };
+    const run = async (threads: string | undefined) => {
+      if (threads === undefined) Deno.env.delete(THREADS_ENV);
+      else Deno.env.set(THREADS_ENV, threads);
+      const workDir = await Deno.makeTempDir({ dir: cache });
+      return await distill({ dataset: loaded.right.value }, config, {
+        progress: () => ({ update() {}, finish() {} }),
+        log: () => {},
+        metric: () => {},
+        backend: "wasm",
+        workDir,
+      });
+    };
+    const one = await run(undefined);
+    assert.equal(requestedMetaGradientThreads(), 1);
+    const two = await run("2");
+    assert.equal(requestedMetaGradientThreads(), 2);
+    assert.ok(relativeDifference(two.states, one.states) < 1e-4, "states");
+    assert.ok(relativeDifference(two.actions, one.actions) < 1e-4, "actions");
+    assert.ok(
+      relativeDifference(two.curve.map((p) => p.outerLoss), one.curve.map((p) => p.outerLoss)) < 1e-4,
+      "outer losses",
+    );
+    Deno.env.set(THREADS_ENV, "zero");
+    assert.equal(requestedMetaGradientThreads(), 1, "an invalid value means one thread");
+  } finally {
+    if (saved === undefined) Deno.env.delete(THREADS_ENV);
+    else Deno.env.set(THREADS_ENV, saved);
+    await Deno.remove(cache, { recursive: true });
+  }
 });
