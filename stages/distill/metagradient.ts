@@ -83,6 +83,17 @@ function forward(params: StudentParams, x: tf.Tensor2D): { hidden: tf.Tensor2D[]
 }
 
 /**
+ * Σ_rows of a matrix, as the product 1ᵀM: on wasm, tfjs's `sum(M, 0)` transposes M and then reduces
+ * (0.33 ms for 256 × 256, 3.9 ms for 2560 × 256), the matmul takes 0.05 ms and gives the same bits
+ * there (checked on every shape from 1 × 1 to 2560 × 256 we use); elsewhere it may differ in the
+ * last bit (summation order).
+ */
+function columnSums(m: tf.Tensor2D): tf.Tensor1D {
+  const [rows, cols] = m.shape;
+  return tf.reshape(tf.matMul(tf.ones([1, rows]), m), [cols]);
+}
+
+/**
  * Backward pass from ∂loss/∂π: δ_L = gOut ⊙ c(1 − tanh²), gW_l = a_{l−1}ᵀ δ_l, gb_l = Σ_rows δ_l,
  * δ_{l−1} = (δ_l W_lᵀ) ⊙ 1[a_{l−1} > 0].
  */
@@ -103,7 +114,7 @@ function backward(
     deltas[l] = delta;
     const input = l === 0 ? x : hidden[l - 1];
     gw[l] = tf.matMul(input, delta, true, false);
-    gb[l] = tf.sum(delta, 0);
+    gb[l] = columnSums(delta);
     if (l > 0) {
       delta = tf.mul(tf.matMul(delta, params[l].w as tf.Tensor2D, false, true), tf.step(hidden[l - 1]));
     }
@@ -383,7 +394,7 @@ export function metaGradientSlice(
             hvW[l] = (l === 0
               ? fromInput
               : tf.add(fromInput, tf.matMul(hiddenDot[l - 1], delta, true, false))) as tf.Tensor2D;
-            hvB[l] = tf.sum(deltaDot, 0);
+            hvB[l] = columnSums(deltaDot);
           }
           // δ̇_{l−1} = (δ̇_l W_lᵀ + δ_l V_lᵀ) ⊙ 1[a_{l−1} > 0]; at the input, the tangent of ∇_X ℓ.
           const back = tf.add(
