@@ -414,9 +414,12 @@ export function checkGridPermissions(
   return undefined;
 }
 
-/** The whole command line of a task: the Deno executable, permissions, the pipeline script and its arguments. */
-export function taskCommand(denoPath: string, permissions: readonly string[], task: GridTask): string[] {
-  return [denoPath, "run", "--no-prompt", ...permissions, PIPELINE_SCRIPT, ...task.args];
+/**
+ * The whole command line of a task: the Deno executable, permissions, the pipeline script and its
+ * arguments, with the task's own log under the grid's run directory (`<gridDir>/tasks/<name>/`).
+ */
+export function taskCommand(denoPath: string, permissions: readonly string[], task: GridTask, gridDir: string): string[] {
+  return [denoPath, "run", "--no-prompt", ...permissions, PIPELINE_SCRIPT, ...task.args, "--run-dir", join(gridDir, "tasks", task.name)];
 }
 
 /** Quotes one word for a POSIX shell. */

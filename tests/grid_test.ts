@@ -401,6 +401,10 @@ Deno.test("local grid: 2 workers, a failing task listed with its log, fixed and 
   assert.ok(rows.includes("embedded|Random selection|"), rows.join("\n"));
   assert.ok(first.json.stagesComputedByTasks.load >= 1, JSON.stringify(first.json));
   assert.deepEqual(first.json.stagesComputedBySummary, {}, "the summary reuses what the tasks computed");
+  // Each task's own log lives in the grid's run directory, not in a run directory of its own.
+  const taskDirs = (await Array.fromAsync(Deno.readDir(join(inRepo(runDir), "tasks")))).filter((e) => e.isDirectory);
+  assert.equal(taskDirs.length, 8, taskDirs.map((e) => e.name).join(", "));
+  for (const e of taskDirs) assert.ok(await exists(join(inRepo(runDir), "tasks", e.name, "metrics.jsonl")), e.name);
 
   // Fix the input and resubmit: only the four failed tasks run.
   await Deno.copyFile(join(REPO_ROOT, "data/embedded/hopper_medium_replay-obd.hdf5"), late);

@@ -102,7 +102,7 @@ async function main(args: string[]): Promise<void> {
   // Commands are rebuilt with this Deno (its path may have changed since the grid was recorded).
   const commands = new Map(
     record.tasks.map((t) =>
-      [t.index, taskCommand(Deno.execPath(), workerPermissions(pipelineFlags, spec), t)] as const
+      [t.index, taskCommand(Deno.execPath(), workerPermissions(pipelineFlags, spec), t, dir)] as const
     ),
   );
   if (request.mode === "new") {

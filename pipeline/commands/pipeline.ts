@@ -41,6 +41,7 @@ const OPTIONS = {
   until: { type: "string", help: `stop after this stage: ${UNTIL_STAGES.join(", ")} (default summarize)` },
   force: { type: "string", multiple: true, help: `recompute a stage even if cached (${STAGE_NAMES.join(", ")})` },
   "cache-dir": { type: "string", help: "where stage outputs are cached (default data/cache)" },
+  "run-dir": { type: "string", help: "where this run's log and report go (default a new data/runs/<stamp>-<dataset>-…)" },
   backend: { type: "string", help: `tensor backend: wasm (default), cpu, tensorflow (or ${BACKEND_ENV})` },
   help: { type: "boolean", help: "show this help" },
 } as const;
@@ -88,7 +89,7 @@ async function main(args: string[]): Promise<void> {
 
   const dataset = parsed.positionals[0] ?? "embedded";
   const cacheRoot = (v["cache-dir"] as string | undefined) ?? "data/cache";
-  const run = openRun(`pipeline-${dataset.split("/").pop()}`);
+  const run = openRun(`pipeline-${dataset.split("/").pop()}`, v["run-dir"] as string | undefined);
   console.error(
     `pipeline: dataset ${dataset}, methods ${methods.join(",")}, preset ${presetName}, seed ${config.distill.seed}, backend ${backend.label} (${backend.threads} threads, tfjs ${backend.tfjsVersion}), cache ${cacheRoot}; log ${run.dir}/metrics.jsonl`,
   );
