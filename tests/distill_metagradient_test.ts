@@ -6,10 +6,8 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../pipeline/backend.ts";
-import { silentProgress } from "../pipeline/progress.ts";
-import { createRuntime, runStage } from "../pipeline/runtime.ts";
+import { createRuntime } from "../pipeline/runtime.ts";
 import { distill, QUICK_DISTILL } from "../stages/distill.ts";
-import { loadStage, locateDataset } from "../stages/load.ts";
 import {
   metaGradient,
   MetaGradientPool,
@@ -21,6 +19,7 @@ import {
 } from "../stages/distill/metagradient.ts";
 import { initMlpWeights, mlpTensors, type MlpWeights } from "../numerics/mlp.ts";
 import { Rng } from "../numerics/random.ts";
+import { loadEmbedded } from "./helpers.ts";
 
 interface Problem {
   sizes: number[];
@@ -308,14 +307,7 @@ Deno.test("the distill stage with OBD_THREADS=2 follows the single-thread run", 
   const saved = Deno.env.get(THREADS_ENV);
   try {
     const rt = createRuntime({ cacheRoot: cache, backend: "wasm" });
-    const located = await locateDataset("embedded", silentProgress);
-    const loaded = await runStage(rt, loadStage, {
-      file: located.file,
-      sha256: located.sha256,
-      env: located.env,
-      minTransitions: 1000,
-    }, {})();
-    if (loaded._tag === "Left") throw new Error(loaded.left.message);
+    const dataset = (await loadEmbedded(rt)).value;
     const config = {
       ...QUICK_DISTILL,
       objective: "dbc" as const,
@@ -334,7 +326,7 @@ Deno.test("the distill stage with OBD_THREADS=2 follows the single-thread run", 
       if (threads === undefined) Deno.env.delete(THREADS_ENV);
       else Deno.env.set(THREADS_ENV, threads);
       const workDir = await Deno.makeTempDir({ dir: cache });
-      return await distill({ dataset: loaded.right.value }, config, {
+      return await distill({ dataset }, config, {
         progress: () => ({ update() {}, finish() {} }),
         log: () => {},
         metric: () => {},

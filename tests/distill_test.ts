@@ -3,20 +3,16 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { initBackend } from "../pipeline/backend.ts";
 import { PipelineFailure } from "../pipeline/errors.ts";
-import { silentProgress } from "../pipeline/progress.ts";
 import { createRuntime, runStage } from "../pipeline/runtime.ts";
 import type { StageContext } from "../pipeline/stage.ts";
 import { distill, type DistillConfig, distillStage, QUICK_DISTILL, validateDistill } from "../stages/distill.ts";
-import { loadStage, locateDataset, type OfflineDataset } from "../stages/load.ts";
-import { assertFails } from "./helpers.ts";
+import type { OfflineDataset } from "../stages/load.ts";
+import { assertFails, loadEmbedded } from "./helpers.ts";
 
 await initBackend("wasm");
 const cache = await Deno.makeTempDir();
 const rt = createRuntime({ cacheRoot: cache, backend: "wasm" });
-const located = await locateDataset("embedded", silentProgress);
-const loaded = await runStage(rt, loadStage, { file: located.file, sha256: located.sha256, env: located.env, minTransitions: 1000 }, {})();
-if (loaded._tag === "Left") throw new Error(loaded.left.message);
-const datasetArtifact = loaded.right;
+const datasetArtifact = await loadEmbedded(rt);
 const dataset = datasetArtifact.value;
 
 const tiny: DistillConfig = {

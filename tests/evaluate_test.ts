@@ -42,21 +42,12 @@ import {
   validateEvaluateConfig,
   validateSyntheticSet,
 } from "../stages/evaluate.ts";
-import { loadStage, locateDataset } from "../stages/load.ts";
 import type { TeacherArtifact } from "../stages/teacher/model.ts";
-import { assertFails } from "./helpers.ts";
+import { assertFails, loadEmbedded } from "./helpers.ts";
 
 await initBackend("wasm");
 const rt = createRuntime({ cacheRoot: await Deno.makeTempDir(), backend: "wasm" });
-const located = await locateDataset("embedded", silentProgress);
-const loaded = await runStage(rt, loadStage, {
-  file: located.file,
-  sha256: located.sha256,
-  env: located.env,
-  minTransitions: 1000,
-}, {})();
-if (loaded._tag === "Left") throw new Error(loaded.left.message);
-const datasetArtifact = loaded.right;
+const datasetArtifact = await loadEmbedded(rt);
 const dataset = datasetArtifact.value;
 
 /** A 16-pair set of real pairs: a valid synthetic set for every test here. */

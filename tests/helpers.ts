@@ -2,6 +2,9 @@
 import assert from "node:assert/strict";
 import { PipelineFailure } from "../pipeline/errors.ts";
 import { taskPermissions } from "../pipeline/grid.ts";
+import { silentProgress } from "../pipeline/progress.ts";
+import { type Artifact, runStage, type Runtime } from "../pipeline/runtime.ts";
+import { loadStage, locateDataset, type OfflineDataset } from "../stages/load.ts";
 
 /** The repository root, where tasks run. */
 export const REPO_ROOT = new URL("..", import.meta.url).pathname;
@@ -56,4 +59,12 @@ export async function runUnderTask(task: string, script: string, args: readonly 
     stderr: "piped",
   }).output();
   return { code: out.code, stdout: new TextDecoder().decode(out.stdout), stderr: new TextDecoder().decode(out.stderr).trim() };
+}
+
+/** The embedded dataset through the real load stage of `rt` (at least `minTransitions`), or a thrown error. */
+export async function loadEmbedded(rt: Runtime, minTransitions = 1000): Promise<Artifact<OfflineDataset>> {
+  const located = await locateDataset("embedded", silentProgress);
+  const loaded = await runStage(rt, loadStage, { file: located.file, sha256: located.sha256, env: located.env, minTransitions }, {})();
+  if (loaded._tag === "Left") throw new Error(loaded.left.message);
+  return loaded.right;
 }
