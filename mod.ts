@@ -65,14 +65,8 @@ export {
   PAPER_DISTILL,
   QUICK_DISTILL,
 } from "./stages/distill.ts";
-export {
-  metaGradient,
-  MetaGradientPool,
-  requestedMetaGradientThreads,
-  studentForward,
-  THREADS_ENV,
-  unrollInnerLoop,
-} from "./stages/distill/metagradient.ts";
+export { metaGradient, studentForward, unrollInnerLoop } from "./stages/distill/metagradient.ts";
+export { MetaGradientPool, requestedMetaGradientThreads, THREADS_ENV } from "./stages/distill/metagradient_pool.ts";
 export {
   type BaselinesConfig,
   baselinesConfig,
@@ -112,7 +106,7 @@ export type { RunRecord, StageTiming, SummaryFiles, SummaryInput } from "./stage
 export type { CurvePoint, DistillInputs, SynsetInit } from "./stages/distill.ts";
 export { INITS } from "./stages/distill.ts";
 export type { InnerLoopOptions, InnerTrajectory, MetaGradient, OuterBatch, StepRecord, StudentParams } from "./stages/distill/metagradient.ts";
-export type { MetaGradientProblem, MetaGradientValues, ReduceTiming } from "./stages/distill/metagradient.ts";
+export type { MetaGradientProblem, MetaGradientValues, ReduceTiming } from "./stages/distill/metagradient_pool.ts";
 export type { CurveSummary, EvaluateInputs, EvaluationPoint, EvaluationSwitches, MethodScore, SetEvaluation, StudentArchitecture, StudentOptimizer, StudentProtocol, VariantScore } from "./stages/evaluate.ts";
 export type { ActMode, GaussianHead, TeacherActor, TeacherAlgorithm, TeacherEvaluation } from "./stages/teacher/model.ts";
 export { TEACHER_FORMAT, TEACHER_FORMAT_VERSION } from "./stages/teacher/model.ts";

@@ -37,7 +37,7 @@ import { loadCheckpoint, saveCheckpoint } from "../pipeline/checkpoint.ts";
 import { defineStage, type Stage, type StageContext } from "../pipeline/stage.ts";
 import { initMlpWeights } from "../numerics/mlp.ts";
 import { Rng } from "../numerics/random.ts";
-import { MetaGradientPool, requestedMetaGradientThreads } from "./distill/metagradient.ts";
+import { MetaGradientPool, requestedMetaGradientThreads } from "./distill/metagradient_pool.ts";
 import { evaluateSyntheticSet, normalizedStates, type SetEvaluation, type SyntheticSet } from "./evaluate.ts";
 import type { OfflineDataset } from "./load.ts";
 import { type Teacher, teacherFromArtifact, type TeacherArtifact } from "./teacher/model.ts";

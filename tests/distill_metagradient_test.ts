@@ -8,15 +8,14 @@ import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../pipeline/backend.ts";
 import { createRuntime } from "../pipeline/runtime.ts";
 import { distill, QUICK_DISTILL } from "../stages/distill.ts";
+import { metaGradient, type StudentParams } from "../stages/distill/metagradient.ts";
 import {
-  metaGradient,
   MetaGradientPool,
   type MetaGradientProblem,
   metaGradientValues,
   requestedMetaGradientThreads,
-  type StudentParams,
   THREADS_ENV,
-} from "../stages/distill/metagradient.ts";
+} from "../stages/distill/metagradient_pool.ts";
 import { initMlpWeights, mlpTensors, type MlpWeights } from "../numerics/mlp.ts";
 import { Rng } from "../numerics/random.ts";
 import { loadEmbedded } from "./helpers.ts";

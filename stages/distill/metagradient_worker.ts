@@ -1,5 +1,5 @@
 /**
- * Worker of `MetaGradientPool` (`metagradient.ts`): starts its own tensor backend on `init`, then
+ * Worker of `MetaGradientPool` (`metagradient_pool.ts`): starts its own tensor backend on `init`, then
  * computes the meta-gradient of its slice of each job, meeting the other workers at the job's
  * shared-memory all-reduces. A failing job aborts the others' barriers instead of leaving them waiting.
  * @module
@@ -9,7 +9,7 @@
 /// <reference lib="deno.worker" />
 
 import { type BackendName, initBackend } from "../../pipeline/backend.ts";
-import { abortJob, runWorkerJob, type WorkerJob, type WorkerReply } from "./metagradient.ts";
+import { abortJob, runWorkerJob, type WorkerJob, type WorkerReply } from "./metagradient_pool.ts";
 
 type Message = { kind: "init"; backend: BackendName } | WorkerJob;
 
