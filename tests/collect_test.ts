@@ -1,7 +1,7 @@
 /** Collected datasets in the eyes of h5py, and the collect command's handling of bad arguments. */
 import assert from "node:assert/strict";
 import { EMBEDDED_DATASET } from "../stages/load.ts";
-import { python, runUnderTask } from "./helpers.ts";
+import { python, REPO_ROOT, runUnderTask } from "./helpers.ts";
 
 Deno.test("the embedded dataset opens in h5py with D4RL's keys, dtypes and shapes, and its provenance", async () => {
   const facts = await python(`
@@ -52,4 +52,20 @@ Deno.test("the collect command refuses bad arguments in one line and never overw
   assert.equal(existing.stderr.split("\n").length, 1);
   const count = await runUnderTask("collect", "pipeline/commands/collect.ts", ["hopper", "random", "--out", "data/y.hdf5", "--transitions", "lots"]);
   assert.match(count.stderr, /--transitions lots is not a non-negative integer/);
+});
+
+Deno.test("collect makes the output's directory before any work, and a path it may not write fails at once", async () => {
+  const dir = `data/test-collect-${crypto.randomUUID().slice(0, 8)}`;
+  try {
+    const made = await runUnderTask("collect", "pipeline/commands/collect.ts", ["hopper", "random", "--out", `${dir}/nested/random.hdf5`, "--transitions", "2000"]);
+    assert.equal(made.code, 0, made.stderr);
+    assert.ok((await Deno.stat(`${REPO_ROOT}${dir}/nested/random.hdf5`)).isFile);
+  } finally {
+    await Deno.remove(`${REPO_ROOT}${dir}`, { recursive: true }).catch(() => {});
+  }
+  const outside = await runUnderTask("collect", "pipeline/commands/collect.ts", ["hopper", "random", "--out", "/tmp/obd-no-permission/random.hdf5"]);
+  assert.equal(outside.code, 1);
+  // One line, the error: refused before the run started (its first line is "collect: …").
+  assert.equal(outside.stderr.split("\n").length, 1, outside.stderr);
+  assert.match(outside.stderr, /^error\[io\]: .*permission denied/);
 });

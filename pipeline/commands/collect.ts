@@ -7,6 +7,7 @@
  * @module
  */
 
+import { dirname } from "node:path";
 import { ENV_NAMES, ENV_SPECS, type EnvName } from "../../envs/locomotion.ts";
 import { collect, type CollectConfig, DATASET_KINDS, type DatasetKind, defaultCollectConfig } from "../../datasets/collect.ts";
 import { writeD4rlFile } from "../../datasets/hdf5.ts";
@@ -56,6 +57,9 @@ async function main(args: string[]): Promise<void> {
   if (await Deno.stat(out).then(() => true, () => false)) {
     exitWithError(pipelineError("config", `${out} already exists`, "choose another --out or delete the file; results are never overwritten"));
   }
+  // The file is written after minutes of training: make its directory now, so a path that cannot
+  // be written fails before any work.
+  await Deno.mkdir(dirname(out), { recursive: true }).catch((e) => exitWithError(toPipelineError(e)));
   const defaults = defaultCollectConfig(env as EnvName, kind as DatasetKind);
   const v = parsed.values as Record<string, string | undefined>;
   const config: CollectConfig = {
