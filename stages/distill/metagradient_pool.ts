@@ -199,64 +199,48 @@ export interface ReduceTiming {
 export function runWorkerJob(job: WorkerJob): WorkerReply {
   const start = performance.now();
   const timing: ReduceTiming = { calls: 0, readMs: 0, waitMs: 0, sumMs: 0, totalMs: 0 };
-  const d = job.initial.sizes[0], m = job.initial.sizes[job.initial.sizes.length - 1];
-  const rows = job.states.length / d, outerRows = job.outerStates.length / d;
-  const slicing: Slicing = {
-    synsetRows: job.synsetRows,
-    outerRows: job.outerRows,
-    allReduce: sharedAllReduce(job.exchange, job.slot, job.control, job.index, job.parts, timing),
-  };
-  const initial = mlpTensors(job.initial);
-  try {
-    const g = tidyPlain(() =>
-      metaGradientSlice(
-        initial,
-        tf.tensor2d(job.states, [rows, d]),
-        tf.tensor2d(job.actions, [rows, m]),
-        {
-          states: tf.tensor2d(job.outerStates, [outerRows, d]),
-          targets: tf.tensor2d(job.outerTargets, [outerRows, m]),
-          weights: job.outerWeights ? tf.tensor1d(job.outerWeights) : undefined,
-        },
-        job.options,
-        slicing,
-      )
-    );
-    const reply: WorkerReply = {
-      ok: true,
-      states: g.states.dataSync() as Float32Array,
-      actions: g.actions.dataSync() as Float32Array,
-      outerLoss: g.outerLoss.dataSync()[0],
-      innerLoss: g.innerLoss.dataSync()[0],
-      timing: { ...timing, totalMs: performance.now() - start },
-    };
-    tf.dispose([g.states, g.actions, g.outerLoss, g.innerLoss]);
-    return reply;
-  } finally {
-    tf.dispose(initial.flatMap((layer) => [layer.w, layer.b]));
-  }
+  const values = arrayMetaGradient(
+    {
+      initial: job.initial,
+      states: job.states,
+      actions: job.actions,
+      outer: { states: job.outerStates, targets: job.outerTargets, weights: job.outerWeights },
+      options: job.options,
+    },
+    {
+      synsetRows: job.synsetRows,
+      outerRows: job.outerRows,
+      allReduce: sharedAllReduce(job.exchange, job.slot, job.control, job.index, job.parts, timing),
+    },
+  );
+  return { ok: true, ...values, timing: { ...timing, totalMs: performance.now() - start } };
 }
 
 /** The meta-gradient of a problem given as arrays, on the calling thread. */
 export function metaGradientValues(problem: MetaGradientProblem): MetaGradientValues {
+  return arrayMetaGradient(problem);
+}
+
+/**
+ * Puts a problem's arrays on the backend, runs the meta-gradient (of one slice when `slicing` is
+ * given, else of the whole problem) and reads the results back, freeing every tensor.
+ */
+function arrayMetaGradient(problem: MetaGradientProblem, slicing?: Slicing): MetaGradientValues {
   const { initial, options } = problem;
   const d = initial.sizes[0], m = initial.sizes[initial.sizes.length - 1];
   const n = problem.states.length / d, b = problem.outer.states.length / d;
   const params = mlpTensors(initial);
   try {
-    const g = tidyPlain(() =>
-      metaGradient(
-        params,
-        tf.tensor2d(problem.states, [n, d]),
-        tf.tensor2d(problem.actions, [n, m]),
-        {
-          states: tf.tensor2d(problem.outer.states, [b, d]),
-          targets: tf.tensor2d(problem.outer.targets, [b, m]),
-          weights: problem.outer.weights ? tf.tensor1d(problem.outer.weights) : undefined,
-        },
-        options,
-      )
-    );
+    const g = tidyPlain(() => {
+      const x = tf.tensor2d(problem.states, [n, d]);
+      const y = tf.tensor2d(problem.actions, [n, m]);
+      const batch = {
+        states: tf.tensor2d(problem.outer.states, [b, d]),
+        targets: tf.tensor2d(problem.outer.targets, [b, m]),
+        weights: problem.outer.weights ? tf.tensor1d(problem.outer.weights) : undefined,
+      };
+      return slicing ? metaGradientSlice(params, x, y, batch, options, slicing) : metaGradient(params, x, y, batch, options);
+    });
     const values: MetaGradientValues = {
       states: g.states.dataSync() as Float32Array,
       actions: g.actions.dataSync() as Float32Array,
