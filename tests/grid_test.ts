@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createRuntime, runStage } from "../pipeline/runtime.ts";
 import { defineStage } from "../pipeline/stage.ts";
-import { entryLockPath, type LockHolder, staleReason, thisHost } from "../pipeline/lock.ts";
+import { entryLockPath, type LockHolder, type LockOptions, staleReason, thisHost } from "../pipeline/lock.ts";
 import {
   expandGrid,
   parseGridArgs,
@@ -155,17 +155,17 @@ Deno.test("two processes computing the same entry: the stage runs once and both 
   assert.ok((await Deno.stat(join(cacheRoot, "slow", key, "manifest.json"))).isFile);
 });
 
+/** A cpu runtime on `cacheRoot` with these lock timings, collecting its report lines. */
+function reportingRuntime(cacheRoot: string, lock: Partial<LockOptions>) {
+  const reports: string[] = [];
+  return { rt: createRuntime({ cacheRoot, backend: "cpu", report: (l) => reports.push(l), lock }), reports };
+}
+
 Deno.test("a stale lock of a dead process on this host is broken, with a line saying so", async () => {
   const cacheRoot = await Deno.makeTempDir({ prefix: "obd-lock-" });
   const exited = new Deno.Command("true").spawn();
   await exited.status;
-  const reports: string[] = [];
-  const rt = createRuntime({
-    cacheRoot,
-    backend: "cpu",
-    report: (l) => reports.push(l),
-    lock: { pollMs: 20 },
-  });
+  const { rt, reports } = reportingRuntime(cacheRoot, { pollMs: 20 });
   // Find the entry's key with a first run in another cache, then plant a lock there.
   const probe = await runStage(
     createRuntime({ cacheRoot: await Deno.makeTempDir(), backend: "cpu" }),
@@ -222,13 +222,7 @@ Deno.test("a lock from another host is waited for while its heartbeat is fresh a
     what: `slow/${key}`,
   };
   await Deno.writeTextFile(lock, JSON.stringify(holder));
-  const reports: string[] = [];
-  const rt = createRuntime({
-    cacheRoot,
-    backend: "cpu",
-    report: (l) => reports.push(l),
-    lock: { pollMs: 50, staleAfterMs: 1_500, reportEveryMs: 400 },
-  });
+  const { rt, reports } = reportingRuntime(cacheRoot, { pollMs: 50, staleAfterMs: 1_500, reportEveryMs: 400 });
   const started = performance.now();
   const result = await runStage(rt, slowStage, { n: 4 }, {})();
   const waited = performance.now() - started;
@@ -276,13 +270,7 @@ Deno.test("a process killed while computing leaves no entry anyone trusts; the n
   const locks = [...Deno.readDirSync(join(cacheRoot, "slow"))].map((e) => e.name);
   assert.ok(locks.some((n) => n.endsWith(".lock")), `a lock is left behind: ${locks}`);
   assert.ok(!locks.some((n) => /^[0-9a-f]{32}$/.test(n)), `no entry: ${locks}`);
-  const reports: string[] = [];
-  const rt = createRuntime({
-    cacheRoot,
-    backend: "cpu",
-    report: (l) => reports.push(l),
-    lock: { pollMs: 20 },
-  });
+  const { rt, reports } = reportingRuntime(cacheRoot, { pollMs: 20 });
   const result = await runStage(rt, slowStage, { n: 7 }, {})();
   assert.equal(result._tag, "Right", JSON.stringify(result));
   assert.equal((result as { right: { fromCache: boolean } }).right.fromCache, false);
