@@ -71,6 +71,7 @@ function artifactsOf(results: readonly StudyResult[]): Artifact<unknown>[] {
 /** The summary's input for studies: their runs, timings, the first SDW density and a set for the PCA plot. */
 export function studySummaryInput(results: readonly StudyResult[], meta: ReportMeta): SummaryInput {
   const first = results[0];
+  const density = results.find((r) => r.density)?.density;
   const sets = first?.runs.flatMap((m) => (m.distilled ? [m] : [])) ?? [];
   // The PCA plot shows one set: the last method's (the demo's order ends with SDW).
   const shown = sets[sets.length - 1];
@@ -80,7 +81,7 @@ export function studySummaryInput(results: readonly StudyResult[], meta: ReportM
     backend: meta.backend,
     config: meta.config,
     timings: stageTimings(artifactsOf(results)),
-    ...(results.find((r) => r.density)?.density ? { density: results.find((r) => r.density)!.density!.value.weight } : {}),
+    ...(density ? { density: density.value.weight } : {}),
     ...(first && shown?.distilled
       ? { states: { dataset: first.dataset.value, synthetic: shown.distilled.value, label: `${shown.method}, ${first.datasetName}` } }
       : {}),
