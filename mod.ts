@@ -26,6 +26,7 @@ export {
   METHODS,
   type MethodRun,
   type PipelineConfig,
+  presetConfig,
   PRESETS,
   runStudy,
   STAGE_NAMES,

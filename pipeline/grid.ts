@@ -16,9 +16,8 @@
 import { isAbsolute, join, relative, resolve } from "node:path";
 import { requestedBackend } from "./backend.ts";
 import { type OptionSpec, parseCommandLine } from "./cli.ts";
-import { applyOverrides } from "./config.ts";
 import { type PipelineError, pipelineError, toPipelineError } from "./errors.ts";
-import { type Method, METHODS, type PipelineConfig, PRESETS } from "./obd.ts";
+import { type Method, METHODS, presetConfig, PRESETS } from "./obd.ts";
 import {
   arrayTaskStates,
   renderArrayScript,
@@ -194,15 +193,8 @@ export function parseGridArgs(args: readonly string[]): GridRequest | PipelineEr
     );
   }
   const preset = str("preset") ?? "quick";
-  if (!PRESETS[preset]) {
-    return pipelineError(
-      "config",
-      `unknown preset "${preset}"`,
-      `choose one of ${Object.keys(PRESETS).join(", ")}`,
-    );
-  }
   const set = (v.set as string[] | undefined) ?? [];
-  const config = applyOverrides<PipelineConfig>(PRESETS[preset], set);
+  const config = presetConfig(preset, set);
   if ("kind" in config) return config;
   const backend = str("backend");
   if (backend !== undefined) {

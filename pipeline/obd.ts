@@ -23,7 +23,8 @@ import {
   QUICK_EVALUATE,
 } from "../stages/evaluate.ts";
 import type { TeacherArtifact } from "../stages/teacher/model.ts";
-import { type PipelineError, toPipelineError } from "./errors.ts";
+import { applyOverrides } from "./config.ts";
+import { type PipelineError, pipelineError, toPipelineError } from "./errors.ts";
 import { type Artifact, runStage, type Runtime } from "./runtime.ts";
 
 /** The whole configuration of a run, one section per stage. */
@@ -60,6 +61,13 @@ export const PRESETS: Readonly<Record<string, PipelineConfig>> = {
     evaluate: PAPER_EVALUATE,
   },
 };
+
+/** A preset with `--set` overrides applied, or the config error naming the preset or the setting. */
+export function presetConfig(name: string, overrides: readonly string[]): PipelineConfig | PipelineError {
+  const preset = PRESETS[name];
+  if (!preset) return pipelineError("config", `unknown preset "${name}"`, `choose one of ${Object.keys(PRESETS).join(", ")}`);
+  return applyOverrides<PipelineConfig>(preset, overrides);
+}
 
 /** Cached stages in the order they run (valid values of `--force`). */
 export const STAGE_NAMES = ["load", "teacher", "density", "distill", "baselines", "evaluate"] as const;

@@ -12,7 +12,6 @@
 import { join, resolve } from "node:path";
 import { BACKEND_ENV, initBackend, requestedBackend } from "../backend.ts";
 import { helpText } from "../cli.ts";
-import { applyOverrides } from "../config.ts";
 import { formatError, type PipelineError, toPipelineError } from "../errors.ts";
 import {
   checkGridPermissions,
@@ -37,7 +36,7 @@ import {
   writeJsonAtomic,
 } from "../grid.ts";
 import { fileMetricsLog } from "../metrics.ts";
-import { type PipelineConfig, PRESETS, runStudy, type StudyResult, withSeed } from "../obd.ts";
+import { presetConfig, runStudy, type StudyResult, withSeed } from "../obd.ts";
 import { consoleProgress } from "../progress.ts";
 import { table1Path, writeStudyReport } from "../report.ts";
 import { createRuntime } from "../runtime.ts";
@@ -246,7 +245,7 @@ async function summarizeGrid(
 ): Promise<{ files: string[]; table1?: string; executions: Record<string, number>; errors: string[] }> {
   const done = record.tasks.filter((t) => status.outcomes[t.index]?.ok);
   if (!done.length) return { files: [], executions: {}, errors: [] };
-  const config = applyOverrides<PipelineConfig>(PRESETS[spec.preset], spec.set);
+  const config = presetConfig(spec.preset, spec.set);
   const backendName = requestedBackend(spec.backend, Deno.env.get(BACKEND_ENV));
   if (isError(config) || isError(backendName)) {
     return {
@@ -291,7 +290,7 @@ async function summarizeGrid(
     log(
       `[grid] summary: computed stages no task had cached: ${
         JSON.stringify(executions)
-      } (a study over several methods may need an entry none of the single-method tasks made)`,
+      } (an entry a task wrote was missing or failed its checksums, and was recomputed)`,
     );
   }
   if (!results.length) return { files: [], executions, errors };

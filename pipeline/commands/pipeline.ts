@@ -11,13 +11,12 @@ import { d4rlAliases } from "../../datasets/d4rl.ts";
 import { normalizedScore } from "../../envs/locomotion.ts";
 import { BACKEND_ENV, initBackend, requestedBackend } from "../backend.ts";
 import { helpText, parseCommandLine } from "../cli.ts";
-import { applyOverrides } from "../config.ts";
 import { pipelineError, toPipelineError } from "../errors.ts";
 import {
   DEFAULT_METHODS,
   type Method,
   METHODS,
-  type PipelineConfig,
+  presetConfig,
   PRESETS,
   runStudy,
   STAGE_NAMES,
@@ -64,9 +63,7 @@ async function main(args: string[]): Promise<void> {
   }
   const v = parsed.values;
   const presetName = (v.preset as string | undefined) ?? "quick";
-  const preset = PRESETS[presetName];
-  if (!preset) exitWithError(pipelineError("config", `unknown preset "${presetName}"`, `choose one of ${Object.keys(PRESETS).join(", ")}`));
-  let config = applyOverrides<PipelineConfig>(preset, (v.set as string[] | undefined) ?? []);
+  let config = presetConfig(presetName, (v.set as string[] | undefined) ?? []);
   if (isError(config)) exitWithError(config);
   if (v.seed !== undefined) {
     const seed = Number(v.seed);
