@@ -30,7 +30,7 @@ import {
   mlpVariables,
   tidyPlain,
 } from "../numerics/mlp.ts";
-import { Rng } from "../numerics/random.ts";
+import { Rng, stepRng } from "../numerics/random.ts";
 import { EMBEDDED_DATASET, loadStage, type OfflineDataset } from "../stages/load.ts";
 import { defaultTeacherConfig, teacherStage } from "../stages/teacher.ts";
 import { Calql, CALQL_DEFAULTS, calqlNoise, initCalqlWeights } from "../stages/teacher/calql.ts";
@@ -40,7 +40,6 @@ import {
   replayTensors,
   returnsToGo,
   sampleIndices,
-  stepRng,
 } from "../stages/teacher/data.ts";
 import { initTd3bcWeights, targetNoise, Td3bc, TD3BC_DEFAULTS } from "../stages/teacher/td3bc.ts";
 

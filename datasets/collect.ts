@@ -2,9 +2,14 @@
  * Local collection of D4RL-style datasets, for machines that cannot download D4RL.
  *
  * Behaviour policies are trained in our own MuJoCo environments with ARS (`ars.ts`):
- * - medium-replay: every transition collected while training, up to the iteration at which the
- *   policy first reaches the medium score (default: a normalized score of 100/3, a third of D4RL's
- *   expert reference);
+ * - medium-replay: the exploration of the learner, up to the iteration at which the policy first
+ *   reaches the medium score (default: a normalized score of 100/3, a third of D4RL's expert
+ *   reference). Each ARS iteration records `replayEpisodes` episodes of the current policy with
+ *   Gaussian exploration noise, as an off-policy learner's replay buffer holds its stochastic
+ *   behaviour (D4RL's: SAC's). ARS's own perturbation rollouts are not recorded: they are
+ *   deterministic and within ν of each other, so their actions cover almost nothing around the
+ *   policy (action std 0.08 on two of Hopper's joints), and offline RL on such data has no
+ *   evidence about the actions it improves towards;
  * - medium: rollouts of that policy; expert: rollouts of the final policy; medium-expert: half each;
  * - random: rollouts of randomly initialized linear policies.
  * Rollouts of medium and expert policies add Gaussian action noise (σ = 0.1 by default), as D4RL's
@@ -31,7 +36,7 @@ import {
   type TransitionBuffers,
 } from "./ars.ts";
 import { RolloutPool } from "./rollout_pool.ts";
-import { Rng } from "../numerics/random.ts";
+import { Rng, stepRng } from "../numerics/random.ts";
 
 /** Dataset kinds, as in D4RL. */
 export const DATASET_KINDS = ["random", "medium", "medium-replay", "expert", "medium-expert"] as const;
@@ -62,8 +67,12 @@ export interface CollectConfig {
   readonly evalEvery: number;
   /** … over this many episodes. */
   readonly evalEpisodes: number;
-  /** Gaussian action noise of the behaviour policies' rollouts. */
+  /** Gaussian action noise of the medium and expert policies' rollouts. */
   readonly actionNoise: number;
+  /** medium-replay: exploration episodes of the current policy recorded per ARS iteration. */
+  readonly replayEpisodes: number;
+  /** medium-replay: σ of the Gaussian action noise of those episodes (actions then clipped to ±1). */
+  readonly explorationNoise: number;
   /** Hyperparameters of the ARS behaviour-policy trainer. */
   readonly ars: ArsConfig;
 }
@@ -81,6 +90,8 @@ export function defaultCollectConfig(env: EnvName, kind: DatasetKind): CollectCo
     evalEvery: 1,
     evalEpisodes: 4,
     actionNoise: 0.1,
+    replayEpisodes: 8,
+    explorationNoise: 0.3,
     ars: ARS_DEFAULTS[env],
   };
 }
@@ -342,6 +353,8 @@ async function train(
     mediumScore: config.mediumScore,
     evalEvery: config.evalEvery,
     evalEpisodes: config.evalEpisodes,
+    replayEpisodes: config.replayEpisodes,
+    explorationNoise: config.explorationNoise,
     workers: services.workers ?? navigator.hardwareConcurrency,
   });
   const resumed = services.checkpointDir
@@ -367,6 +380,18 @@ async function train(
     state.medium && (!needExpert || (state.lastEval?.evalScore ?? -Infinity) >= config.expertScore);
   while (!done() && state.iteration < config.maxIterations) {
     const i = state.iteration;
+    if (config.kind === "medium-replay" && !state.medium && config.replayEpisodes > 0) {
+      // The replay: the current policy exploring, before this iteration's update.
+      const explorer = snapshot(state.weights, stats);
+      const exploration = await pool.run(Array.from({ length: config.replayEpisodes }, () => explorer), {
+        seed: stepRng(config.seed, i).nextUint32(),
+        rewardShift: 0,
+        record: true,
+        actionNoise: config.explorationNoise,
+      });
+      replayParts.push(exploration.transitions!);
+      state.steps += exploration.stateCount;
+    }
     const directions = sampleDirections(config.seed, i, ars.directions, actDim * obsDim);
     const { mean } = stats;
     const std = stats.std();
@@ -377,14 +402,13 @@ async function train(
     const batch = await pool.run(policies, {
       seed: config.seed * 1_000_003 + 2 * i,
       rewardShift: ars.rewardShift,
-      record: !state.medium,
+      record: false,
     });
     const plus = directions.map((_, k) => batch.shiftedReturns[2 * k]);
     const minus = directions.map((_, k) => batch.shiftedReturns[2 * k + 1]);
     arsUpdate(state.weights, directions, plus, minus, ars);
     stats.merge(batch.stateCount, batch.stateMean, batch.stateM2);
     state.steps += batch.stateCount;
-    if (batch.transitions) replayParts.push(batch.transitions);
     state.iteration = i + 1;
     if (state.iteration % config.evalEvery === 0) {
       const policy = snapshot(state.weights, stats);

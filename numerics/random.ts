@@ -107,3 +107,11 @@ export class Rng {
     return pool.slice(0, k);
   }
 }
+
+/**
+ * The random stream of step `step` of a run seeded `seed`, independent of every other step: a run
+ * resumed at step t draws exactly what the uninterrupted run drew there.
+ */
+export function stepRng(seed: number, step: number): Rng {
+  return new Rng((Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca77)) >>> 0);
+}

@@ -22,7 +22,7 @@ import { evaluatePolicy } from "../envs/rollout.ts";
 import { loadCheckpoint, removeCheckpoint, saveCheckpoint } from "../pipeline/checkpoint.ts";
 import { fail } from "../pipeline/errors.ts";
 import { defineStage, type Stage, type StageContext } from "../pipeline/stage.ts";
-import { Rng } from "../numerics/random.ts";
+import { Rng, stepRng } from "../numerics/random.ts";
 import type { OfflineDataset } from "./load.ts";
 import {
   Calql,
@@ -38,7 +38,6 @@ import {
   replayTensors,
   returnsToGo,
   sampleIndices,
-  stepRng,
 } from "./teacher/data.ts";
 import { tidyPlain } from "../numerics/mlp.ts";
 import {

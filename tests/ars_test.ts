@@ -106,3 +106,28 @@ Deno.test("collecting is deterministic for a seed and reaches the medium score",
   assert.deepEqual(a.transitions.observations, b.transitions.observations);
   assert.deepEqual(a.transitions.actions, b.transitions.actions);
 });
+
+Deno.test("medium-replay records the learner's exploration: replayEpisodes noisy episodes per iteration", async () => {
+  const base = { ...defaultCollectConfig("hopper", "medium-replay"), mediumScore: 8, maxIterations: 30, transitions: 1_000_000 };
+  const services = { progress: silentProgress, log: () => {}, workers: 2 };
+  const actionStd = (t: { size: number; actions: Float32Array }) => {
+    const std: number[] = [];
+    for (let j = 0; j < 3; j++) {
+      let s = 0, s2 = 0;
+      for (let i = 0; i < t.size; i++) (s += t.actions[i * 3 + j]), (s2 += t.actions[i * 3 + j] ** 2);
+      std.push(Math.sqrt(s2 / t.size - (s / t.size) ** 2));
+    }
+    return std;
+  };
+  const noisy = await collect(base, services);
+  const quiet = await collect({ ...base, explorationNoise: 0 }, services);
+  let episodes = 0;
+  for (let i = 0; i < noisy.transitions.size; i++) episodes += noisy.transitions.terminals[i] | noisy.transitions.timeouts[i];
+  assert.equal(episodes, base.replayEpisodes * noisy.trainingIterations, "8 whole episodes per iteration until medium");
+  const noisyStd = actionStd(noisy.transitions);
+  const quietStd = actionStd(quiet.transitions);
+  for (let j = 0; j < 3; j++) {
+    assert.ok(noisyStd[j] > 0.25, `joint ${j}: action std ${noisyStd[j]} with σ = 0.3`);
+    assert.ok(noisyStd[j] > 2 * quietStd[j], `joint ${j}: ${noisyStd[j]} vs ${quietStd[j]} without noise`);
+  }
+});

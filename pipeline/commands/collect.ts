@@ -23,6 +23,8 @@ const OPTIONS = {
   "max-iterations": { type: "string", help: "ARS iterations at most (default 3000)" },
   "medium-score": { type: "string", help: "normalized score that makes a policy 'medium' (default 33.3)" },
   "expert-score": { type: "string", help: "normalized score at which expert training stops (default 90)" },
+  "replay-episodes": { type: "string", help: "medium-replay: exploration episodes recorded per ARS iteration (default 8)" },
+  "exploration-noise": { type: "string", help: "medium-replay: σ of their Gaussian action noise (default 0.3)" },
   help: { type: "boolean", help: "show this help" },
 } as const;
 const USAGE = `deno task collect <${ENV_NAMES.join("|")}> <${DATASET_KINDS.join("|")}> --out data/<file>.hdf5 [options]`;
@@ -69,6 +71,8 @@ async function main(args: string[]): Promise<void> {
     maxIterations: positiveNumber("max-iterations", v["max-iterations"], defaults.maxIterations, true),
     mediumScore: positiveNumber("medium-score", v["medium-score"], defaults.mediumScore, false),
     expertScore: positiveNumber("expert-score", v["expert-score"], defaults.expertScore, false),
+    replayEpisodes: positiveNumber("replay-episodes", v["replay-episodes"], defaults.replayEpisodes, true),
+    explorationNoise: positiveNumber("exploration-noise", v["exploration-noise"], defaults.explorationNoise, false),
   };
   const run = openRun(`collect-${env}-${kind}`);
   console.error(`collect: ${env} ${kind} → ${out} (seed ${config.seed}, up to ${config.transitions} transitions); log ${run.dir}/metrics.jsonl`);
@@ -100,6 +104,9 @@ async function main(args: string[]): Promise<void> {
       training_iterations: result.trainingIterations,
       training_steps: result.trainingSteps,
       action_noise: config.actionNoise,
+      ...(config.kind === "medium-replay"
+        ? { replay_episodes: config.replayEpisodes, exploration_noise: config.explorationNoise }
+        : {}),
       ...policyFacts("medium", result.medium),
       ...policyFacts("expert", result.expert),
     });

@@ -4,7 +4,7 @@
  * a per-step random stream, and Cal-QL's Monte-Carlo returns-to-go.
  *
  * Randomness: step t of a run with seed s draws everything (indices, noise) from
- * `stepRng(s, t)`, a fresh stream per step. A run resumed from a checkpoint at step t therefore
+ * `stepRng(s, t)` (`numerics/random.ts`), a fresh stream per step. A run resumed from a checkpoint at step t therefore
  * draws exactly what the uninterrupted run would have drawn.
  * @module
  */
@@ -71,11 +71,6 @@ export function replayTensors(data: OfflineDataset, mcReturns?: Float32Array): R
 export function disposeReplay(replay: ReplayTensors): void {
   tf.dispose([replay.states, replay.actions, replay.rewards, replay.nextStates, replay.notDone]);
   if (replay.mcReturns) replay.mcReturns.dispose();
-}
-
-/** The random stream of step `step` of a run seeded `seed` (independent of every other step). */
-export function stepRng(seed: number, step: number): Rng {
-  return new Rng((Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca77)) >>> 0);
 }
 
 /** `batchSize` indices uniform in [0, n), with replacement (`np.random.randint(0, n, size)`). */
