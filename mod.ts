@@ -53,7 +53,15 @@ export { acquireLock, DEFAULT_LOCK_OPTIONS, type LockOptions } from "./pipeline/
 export { arrayTaskStates, renderArrayScript, slurmAvailable, submitArray, waitForArray } from "./pipeline/slurm.ts";
 
 // Stages
-export { EMBEDDED_DATASET, type LoadConfig, loadStage, type LocatedDataset, locateDataset, type OfflineDataset } from "./stages/load.ts";
+export {
+  EMBEDDED_DATASET,
+  type LoadConfig,
+  loadStage,
+  type LocatedDataset,
+  locateDataset,
+  normalizeStates,
+  type OfflineDataset,
+} from "./stages/load.ts";
 export { defaultTeacherConfig, type TeacherConfig, teacherStage } from "./stages/teacher.ts";
 export { type Teacher, type TeacherArtifact, teacherFromArtifact } from "./stages/teacher/model.ts";
 export {

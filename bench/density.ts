@@ -26,27 +26,19 @@
  */
 
 import { readD4rlFile } from "../datasets/hdf5.ts";
+import { intArg, stringArg } from "./args.ts";
 import { observationStats } from "../datasets/d4rl.ts";
 import { initBackend } from "../pipeline/backend.ts";
 import { bruteForceKdeLogDensity, scottBandwidth, treeKdeLogDensity } from "../numerics/kde.ts";
 
-function arg(flag: string, fallback: string): string {
-  const i = Deno.args.indexOf(flag);
-  return i >= 0 && Deno.args[i + 1] !== undefined ? Deno.args[i + 1] : fallback;
-}
-function intArg(flag: string, fallback: number): number {
-  const v = Number(arg(flag, String(fallback)));
-  if (!Number.isInteger(v) || v < 0) throw new Error(`${flag} needs a non-negative integer`);
-  return v;
-}
 
 const STATES = intArg("--states", 400_000);
 const THREADS = intArg("--threads", navigator.hardwareConcurrency || 1);
-const TOLERANCE = Number(arg("--tolerance", "1e-4"));
+const TOLERANCE = Number(stringArg("--tolerance", "1e-4"));
 const BRUTE_QUERIES = intArg("--brute-queries", 1000);
 const KERNEL_QUERIES = intArg("--kernel-queries", 500);
 const SKLEARN_QUERIES = intArg("--sklearn-queries", 1000);
-const FILES = arg("--data", "data/bench/hopper_mr.hdf5,data/bench/hopper_mr_s1.hdf5").split(",");
+const FILES = stringArg("--data", "data/bench/hopper_mr.hdf5,data/bench/hopper_mr_s1.hdf5").split(",");
 
 // ---------------------------------------------------------------------------------------------
 // Data

@@ -11,16 +11,11 @@
 
 import { ENV_NAMES, type EnvName, LocomotionEnv, VecLocomotionEnv } from "../envs/locomotion.ts";
 import { Rng } from "../numerics/random.ts";
+import { intArg } from "./args.ts";
 
-function intArg(flag: string, fallback: number): number {
-  const i = Deno.args.indexOf(flag);
-  const v = i >= 0 ? Number(Deno.args[i + 1]) : fallback;
-  if (!Number.isInteger(v) || v < 1) throw new Error(`${flag} needs a positive integer`);
-  return v;
-}
 
-const STEPS = intArg("--steps", 20000);
-const VEC = intArg("--vec", 8);
+const STEPS = intArg("--steps", 20000, 1);
+const VEC = intArg("--vec", 8, 1);
 const WARMUP = 200; // lets the JIT settle before timing
 
 /** Pre-drawn actions so that the timed loop measures the environment, not the RNG. */

@@ -30,16 +30,11 @@ import {
   trainStudent,
 } from "../stages/evaluate.ts";
 import { EMBEDDED_DATASET, loadStage } from "../stages/load.ts";
+import { intArg } from "./args.ts";
 
-function intArg(flag: string, fallback: number): number {
-  const i = Deno.args.indexOf(flag);
-  const v = i >= 0 ? Number(Deno.args[i + 1]) : fallback;
-  if (!Number.isInteger(v) || v < 1) throw new Error(`${flag} needs a positive integer`);
-  return v;
-}
 
-const EPISODES = intArg("--episodes", 10);
-const REPEATS = intArg("--repeats", 3);
+const EPISODES = intArg("--episodes", 10, 1);
+const REPEATS = intArg("--repeats", 3, 1);
 
 const backendName = requestedBackend(undefined, Deno.env.get(BACKEND_ENV));
 if (typeof backendName !== "string") throw new Error(backendName.message);

@@ -5,13 +5,17 @@
  * batch 256 on the embedded Hopper dataset, after warm-up steps:
  *   {"bench":"teacher","algorithm":"td3bc","backend":"wasm","threads":2,"steps":N,"seconds":s,"stepsPerSecond":x}
  *
- * Quality (`--quality`): trains the TD3+BC teacher (`--steps`, default 10000) and, as the baseline,
- * BC on the whole dataset (`--bc-steps`, default 10000: MLP 3×256 ReLU, tanh output, Adam 3e-4,
- * batch 256, normalized states), evaluates both over 10 episodes, and prints their normalized
- * returns beside the dataset's mean episode:
- *   {"bench":"teacher-quality","policy":"td3bc","steps":N,"seconds":s,"normalizedScore":x,…}
+ * Quality (`--quality`, issue #4's bar): the dataset's mean episode; BC on the whole dataset as the
+ * pipeline's baseline trains it, at each budget of `--bc-steps` (default 1000,3000,10000;
+ * `--bc-policies` 5, `--bc-lr` 3e-4); then the TD3+BC teacher for `--steps` (default 100000),
+ * evaluated every `--eval-every` (10000) steps; all over 10 episodes, as normalized returns. The
+ * last line compares the mean of the teacher's last three evaluations with the best BC budget:
+ *   {"bench":"teacher-quality","policy":"bc","steps":N,"normalizedScore":x,…}
+ *   {"bench":"teacher-quality","policy":"td3bc","step":N,"normalizedScore":x}
+ *   {"bench":"teacher-quality","summary":true,"teacherLastThree":x,"bestBc":y,"teacherOverBestBc":r,…}
  *
- * Usage: deno task bench teacher [--td3bc-steps N] [--calql-steps N] [--quality [--steps N] [--bc-steps N] [--seed S]]
+ * Usage: deno task bench teacher [--td3bc-steps N] [--calql-steps N]
+ *        deno task bench teacher --quality [--steps N] [--eval-every N] [--bc-steps N,…] [--bc-policies K] [--bc-lr x] [--seed S]
  * @module
  */
 
@@ -19,36 +23,24 @@ import * as tf from "@tensorflow/tfjs";
 import { normalizedScore } from "../envs/locomotion.ts";
 import { evaluatePolicy } from "../envs/rollout.ts";
 import { BACKEND_ENV, initBackend, requestedBackend } from "../pipeline/backend.ts";
-import { silentProgress } from "../pipeline/progress.ts";
+import { consoleProgress, silentProgress } from "../pipeline/progress.ts";
+import { intArg, intListArg, positiveArg } from "./args.ts";
 import type { StageContext } from "../pipeline/stage.ts";
-import {
-  Adam,
-  disposeMlp,
-  initMlpWeights,
-  mlpForward,
-  mlpTensorList,
-  mlpVariables,
-  tidyPlain,
-} from "../numerics/mlp.ts";
+import { tidyPlain } from "../numerics/mlp.ts";
 import { Rng, stepRng } from "../numerics/random.ts";
-import { EMBEDDED_DATASET, loadStage, type OfflineDataset } from "../stages/load.ts";
+import { EMBEDDED_DATASET, loadStage, normalizeStates, type OfflineDataset } from "../stages/load.ts";
 import { defaultTeacherConfig, teacherStage } from "../stages/teacher.ts";
 import { Calql, CALQL_DEFAULTS, calqlNoise, initCalqlWeights } from "../stages/teacher/calql.ts";
 import {
-  gatherBatch,
-  normalizeStates,
-  replayTensors,
-  returnsToGo,
-  sampleIndices,
-} from "../stages/teacher/data.ts";
+  disposeStudent,
+  ensemblePolicy,
+  fitStudent,
+  meanStd,
+  PAPER_EVALUATE,
+  PAPER_STUDENT,
+} from "../stages/evaluate.ts";
+import { gatherBatch, replayTensors, returnsToGo, sampleIndices } from "../stages/teacher/data.ts";
 import { initTd3bcWeights, targetNoise, Td3bc, TD3BC_DEFAULTS } from "../stages/teacher/td3bc.ts";
-
-function intArg(flag: string, fallback: number): number {
-  const i = Deno.args.indexOf(flag);
-  const v = i >= 0 ? Number(Deno.args[i + 1]) : fallback;
-  if (!Number.isInteger(v) || v < 0) throw new Error(`${flag} needs a non-negative integer`);
-  return v;
-}
 
 const backendName = requestedBackend(undefined, Deno.env.get(BACKEND_ENV));
 if (typeof backendName !== "string") throw new Error(backendName.message);
@@ -154,89 +146,117 @@ function benchSpeed(): void {
   }
 }
 
-/** BC on the whole dataset: min mean ‖π(s) − a‖², π = m·tanh(MLP 3×256), Adam, normalized states. */
-async function behaviourCloning(steps: number, seed: number) {
-  const rng = new Rng(seed);
-  const net = mlpVariables(initMlpWeights([data.obsDim, 256, 256, 256, data.actDim], rng));
-  const vars = mlpTensorList(net);
-  const adam = new Adam(vars, { learningRate: 3e-4 });
-  const states = tf.tensor2d(normalizeStates(data.observations, data.stateMean, data.stateStd), [
-    data.n,
-    data.obsDim,
-  ]);
-  const actions = tf.tensor2d(data.actions, [data.n, data.actDim]);
+/**
+ * BC on the whole dataset, exactly as the pipeline's `bc` baseline trains it (`fitStudent`: the
+ * paper's 3×256 student, Adam, minibatches of 256, normalized states): `policies` independent
+ * policies, each evaluated over 10 episodes.
+ */
+async function wholeDataBc(steps: number, learningRate: number, policies: number, seed: number) {
+  const rng = new Rng(seed + 1000);
+  const pairs = {
+    n: data.n,
+    obsDim: data.obsDim,
+    actDim: data.actDim,
+    states: normalizeStates(data.observations, data),
+    actions: data.actions,
+  };
   const started = performance.now();
-  for (let t = 0; t < steps; t++) {
-    const idx = sampleIndices(stepRng(seed + 1000, t), data.n, 256);
-    tf.tidy(() => {
-      const i = tf.tensor1d(idx, "int32");
-      const s = tf.gather(states, i), a = tf.gather(actions, i);
-      const { grads } = tf.variableGrads(
-        () => tf.mean(tf.squaredDifference(mlpForward(net, s, "relu", "tanh"), a)),
-        vars,
+  const scores: number[] = [];
+  for (let p = 0; p < policies; p++) {
+    const student = fitStudent(pairs, {
+      architecture: { kind: "mlp", hidden: PAPER_STUDENT.hidden },
+      optimizer: { kind: "adam", learningRate },
+      steps,
+      maxAction: PAPER_STUDENT.maxAction,
+      batchSize: PAPER_EVALUATE.bcBatchSize,
+    }, rng.fork());
+    try {
+      const evaluation = await evaluatePolicy(
+        data.env,
+        ensemblePolicy([student], data),
+        10,
+        rng.nextUint32(),
       );
-      adam.apply(vars.map((v) => grads[v.name]));
-    });
+      scores.push(evaluation.meanNormalizedScore);
+    } finally {
+      disposeStudent(student);
+    }
   }
-  const seconds = (performance.now() - started) / 1000;
-  const mean = tf.tensor2d(data.stateMean, [1, data.obsDim]),
-    std = tf.tensor2d(data.stateStd, [1, data.obsDim]);
-  const evaluation = await evaluatePolicy(
-    data.env,
-    (obs, n) =>
-      tf.tidy(() =>
-        mlpForward(
-          net,
-          tf.div(tf.sub(tf.tensor2d(obs, [n, data.obsDim]), mean), std) as tf.Tensor2D,
-          "relu",
-          "tanh",
-        ).dataSync() as Float32Array
-      ).slice(),
-    10,
-    seed,
-  );
-  tf.dispose([states, actions, mean, std]);
-  adam.dispose();
-  disposeMlp(net);
-  return { seconds, evaluation };
+  return { seconds: (performance.now() - started) / 1000, scores };
 }
 
+/**
+ * The teacher against its two bars (issue #4): the dataset's average episode and BC on the whole
+ * data at several budgets (its score moves with the budget, so the best budget is the fair bar). The
+ * teacher is evaluated every `--eval-every` steps, because one evaluation of a Hopper policy is
+ * noisy; the summary line compares the mean of its last three evaluations with the best BC.
+ */
 async function benchQuality(): Promise<void> {
-  const steps = intArg("--steps", 10_000);
-  const bcSteps = intArg("--bc-steps", 10_000);
+  const steps = intArg("--steps", 100_000);
+  const evalEvery = intArg("--eval-every", 10_000);
+  const bcBudgets = intListArg("--bc-steps", [1_000, 3_000, 10_000]);
+  const bcPolicies = intArg("--bc-policies", 5);
+  const bcLr = positiveArg("--bc-lr", PAPER_EVALUATE.bcLr);
   const seed = intArg("--seed", 0);
   const returns = Array.from(data.episodeReturns);
+  const datasetScore = normalizedScore(data.env, returns.reduce((a, b) => a + b, 0) / returns.length);
   report({
     bench: "teacher-quality",
     policy: "dataset",
     episodes: returns.length,
-    normalizedScore: +normalizedScore(data.env, returns.reduce((a, b) => a + b, 0) / returns.length).toFixed(
-      2,
-    ),
+    normalizedScore: +datasetScore.toFixed(2),
   });
-  const bc = await behaviourCloning(bcSteps, seed);
-  report({
-    bench: "teacher-quality",
-    policy: "bc",
-    steps: bcSteps,
-    seconds: +bc.seconds.toFixed(1),
-    normalizedScore: +bc.evaluation.meanNormalizedScore.toFixed(2),
-    normalizedScores: Array.from(bc.evaluation.normalizedScores, (x) => +x.toFixed(1)),
-  });
-  const workDir = `data/bench/teacher-work-${crypto.randomUUID().slice(0, 8)}`;
-  const config = { ...defaultTeacherConfig("td3bc"), steps, seed };
-  const result = await teacherStage.run({ dataset: data }, config, benchContext(workDir))();
-  await Deno.remove(workDir, { recursive: true }).catch(() => {});
+  const bcMeans: number[] = [];
+  for (const bcSteps of bcBudgets) {
+    const bc = await wholeDataBc(bcSteps, bcLr, bcPolicies, seed);
+    const { mean, std } = meanStd(bc.scores);
+    bcMeans.push(mean);
+    report({
+      bench: "teacher-quality",
+      policy: "bc",
+      steps: bcSteps,
+      learningRate: bcLr,
+      policies: bcPolicies,
+      seconds: +bc.seconds.toFixed(1),
+      normalizedScore: +mean.toFixed(2),
+      std: +std.toFixed(2),
+      perPolicy: bc.scores.map((x) => +x.toFixed(1)),
+    });
+  }
+  const evaluations: { step: number; normalizedScore: number }[] = [];
+  const ctx: StageContext = {
+    ...benchContext(`data/bench/teacher-work-${crypto.randomUUID().slice(0, 8)}`),
+    progress: consoleProgress(),
+    log: (record) => {
+      if (record.event !== "eval") return;
+      const point = { step: record.step as number, normalizedScore: record.normalizedScore as number };
+      evaluations.push(point);
+      report({
+        bench: "teacher-quality",
+        policy: "td3bc",
+        ...point,
+        normalizedScore: +point.normalizedScore.toFixed(2),
+      });
+    },
+  };
+  const config = { ...defaultTeacherConfig("td3bc"), steps, seed, evalEvery };
+  const result = await teacherStage.run({ dataset: data }, config, ctx)();
+  await Deno.remove(ctx.workDir, { recursive: true }).catch(() => {});
   if (result._tag === "Left") throw new Error(result.left.message);
-  const t = result.right;
+  const lastThree = evaluations.slice(-3).map((e) => e.normalizedScore);
+  const teacher = meanStd(lastThree).mean;
+  const bestBc = Math.max(...bcMeans);
   report({
     bench: "teacher-quality",
-    policy: "td3bc",
+    summary: true,
     steps,
-    seconds: +t.training.seconds.toFixed(1),
-    stepsPerSecond: +(steps / t.training.seconds).toFixed(2),
-    normalizedScore: +t.evaluation!.meanNormalizedScore.toFixed(2),
-    normalizedScores: Array.from(t.evaluation!.normalizedScores, (x) => +x.toFixed(1)),
+    seconds: +result.right.training.seconds.toFixed(1),
+    stepsPerSecond: +(steps / result.right.training.seconds).toFixed(2),
+    teacherLastThree: +teacher.toFixed(2),
+    bestBc: +bestBc.toFixed(2),
+    dataset: +datasetScore.toFixed(2),
+    teacherOverBestBc: +(teacher / bestBc).toFixed(2),
+    teacherOverDataset: +(teacher / datasetScore).toFixed(2),
   });
 }
 

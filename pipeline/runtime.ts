@@ -117,7 +117,7 @@ export function runStage<I, C, O>(
         const what = (e as Error).message.replace(/^\$\.?/, "");
         throw pipelineError("config", `config of stage ${stage.name}: ${what}`, "use finite numbers, strings and booleans");
       }
-      const key = await stageKey(stage, config, inputKeys);
+      const key = await stageKey(stage, stage.keyConfig ? stage.keyConfig(config) : config, inputKeys);
       const forced = rt.force.has(stage.name);
       if (!forced) {
         const found = await rt.cache.lookup(stage.name, key).catch((e) => {

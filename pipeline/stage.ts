@@ -32,6 +32,12 @@ export interface Stage<I, C, O> {
   readonly name: string;
   /** Bump when the code changes what the stage computes: it is part of the cache key. */
   readonly version: string;
+  /**
+   * The part of the config that decides the output, hashed into the cache key (absent: all of
+   * it). Settings that only change logging or checkpoint cadence stay out, so changing them reuses
+   * the entry.
+   */
+  readonly keyConfig?: (config: C) => unknown;
   /** The computation. Failures are values in the `Left`, never exceptions. */
   // deno-doc-ignore private-type-ref -- TaskEither is fp-ts's own type
   readonly run: (inputs: I, config: C, ctx: StageContext) => TE.TaskEither<PipelineError, O>;
@@ -44,11 +50,13 @@ export interface Stage<I, C, O> {
 export function defineStage<I, C, O>(spec: {
   readonly name: string;
   readonly version: string;
+  readonly keyConfig?: (config: C) => unknown;
   readonly compute: (inputs: I, config: C, ctx: StageContext) => Promise<O> | O;
 }): Stage<I, C, O> {
   return {
     name: spec.name,
     version: spec.version,
+    ...(spec.keyConfig ? { keyConfig: spec.keyConfig } : {}),
     run: (inputs, config, ctx) =>
       TE.tryCatch(
         async () => await spec.compute(inputs, config, ctx),

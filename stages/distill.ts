@@ -38,8 +38,8 @@ import { defineStage, type Stage, type StageContext } from "../pipeline/stage.ts
 import { initMlpWeights } from "../numerics/mlp.ts";
 import { Rng } from "../numerics/random.ts";
 import { MetaGradientPool, requestedMetaGradientThreads } from "./distill/metagradient_pool.ts";
-import { evaluateSyntheticSet, normalizedStates, type SetEvaluation, type SyntheticSet } from "./evaluate.ts";
-import type { OfflineDataset } from "./load.ts";
+import { evaluateSyntheticSet, type SetEvaluation, type SyntheticSet } from "./evaluate.ts";
+import { normalizeStates, type OfflineDataset } from "./load.ts";
 import { type Teacher, teacherFromArtifact, type TeacherArtifact } from "./teacher/model.ts";
 
 /** The distillation objectives. */
@@ -327,7 +327,7 @@ export async function distill(inputs: DistillInputs, config: DistillConfig, ctx:
   const data = inputs.dataset;
   const { obsDim: d, actDim: m } = data;
   const maxAction = ENV_SPECS[data.env].actionHigh;
-  const normalized = normalizedStates(data);
+  const normalized = normalizeStates(data.observations, data);
   const teacher = inputs.teacher ? teacherFromArtifact(inputs.teacher) : undefined;
   const checkpointDir = join(ctx.workDir, "checkpoint");
   const fingerprint = JSON.stringify({ config, dataset: data.sha256, teacher: inputs.teacher?.source ?? null });
@@ -426,6 +426,6 @@ export async function distill(inputs: DistillInputs, config: DistillConfig, ctx:
 /** The distill stage. */
 export const distillStage: Stage<DistillInputs, DistillConfig, DistilledSet> = defineStage<DistillInputs, DistillConfig, DistilledSet>({
   name: "distill",
-  version: "1",
+  version: "2",
   compute: (inputs, config, ctx) => distill(inputs, config, ctx),
 });

@@ -50,7 +50,7 @@ import {
   unrollInnerLoop,
 } from "./distill/metagradient.ts";
 import type { CurvePoint, DistilledSet } from "./distill.ts";
-import type { OfflineDataset } from "./load.ts";
+import { normalizeStates, type OfflineDataset } from "./load.ts";
 import { checkTeacherFitsDataset, type TeacherArtifact, teacherFromArtifact } from "./teacher/model.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -467,7 +467,7 @@ export function ensemblePolicy(
   if (members.length === 0) fail("config", "an ensemble needs at least one student");
   const d = stats.obsDim;
   return (raw, n) => {
-    const x = tf.tensor2d(normalizedStates({ ...stats, observations: raw.subarray(0, n * d) }), [n, d]);
+    const x = tf.tensor2d(normalizeStates(raw.subarray(0, n * d), stats), [n, d]);
     try {
       if (members.length === 1) return Float32Array.from(readAndDispose(studentActions(members[0], x)));
       // One download for all members (a GPU backend pays per sync), then the average on the CPU.
@@ -691,17 +691,6 @@ export function seedSummary(logs: readonly (readonly EvaluationPoint[])[], k = 5
 // Baseline helpers
 // ---------------------------------------------------------------------------------------------
 
-/** Normalized states of a dataset (row-major, with its own statistics). */
-export function normalizedStates(
-  dataset: Pick<OfflineDataset, "observations" | "stateMean" | "stateStd" | "obsDim">,
-): Float32Array {
-  const d = dataset.obsDim;
-  return Float32Array.from(
-    dataset.observations,
-    (v, i) => (v - dataset.stateMean[i % d]) / dataset.stateStd[i % d],
-  );
-}
-
 /**
  * The Random selection baseline's set: `size` distinct real (state, action) pairs drawn uniformly
  * from the dataset, in the same normalized space as a distilled set. `normalized` may be passed when
@@ -728,12 +717,9 @@ export function randomSelectionSet(
   indices.forEach((row, r) => {
     rawStates.set(dataset.observations.subarray(row * d, (row + 1) * d), r * d);
     actions.set(dataset.actions.subarray(row * m, (row + 1) * m), r * m);
-    for (let j = 0; j < d; j++) {
-      states[r * d + j] = normalized
-        ? normalized[row * d + j]
-        : (dataset.observations[row * d + j] - dataset.stateMean[j]) / dataset.stateStd[j];
-    }
+    if (normalized) states.set(normalized.subarray(row * d, (row + 1) * d), r * d);
   });
+  if (!normalized) states.set(normalizeStates(rawStates, dataset));
   return {
     env: dataset.env,
     size,
@@ -1094,7 +1080,7 @@ async function scoreBaselines(
   const maxAction = protocol.maxAction;
   const bcSteps = config.bcSteps || table4BcSteps(env, dataset.n);
   const needNormalized = run.randomSelection || run.bc;
-  const normalized = needNormalized ? normalizedStates(dataset) : undefined;
+  const normalized = needNormalized ? normalizeStates(dataset.observations, dataset) : undefined;
 
   let randomSelection: MethodScore | undefined;
   if (run.randomSelection) {
@@ -1384,7 +1370,7 @@ export const evaluateStage: Stage<EvaluateInputs, EvaluateConfig, EvaluationRepo
   EvaluationReport
 >({
   name: "evaluate",
-  version: "1",
+  version: "2",
   compute: (inputs, config, ctx) => evaluate(inputs, config, ctx),
 });
 
@@ -1481,6 +1467,6 @@ export const baselinesStage: Stage<BaselinesInputs, BaselinesConfig, EvaluationR
   EvaluationReport
 >({
   name: "baselines",
-  version: "1",
+  version: "2",
   compute: (inputs, config, ctx) => evaluateBaselines(inputs, config, ctx),
 });

@@ -103,6 +103,21 @@ export interface OfflineDataset extends Omit<QLearningView, "rows" | "nextSource
   readonly episodeLengths: Int32Array;
 }
 
+/**
+ * (s − stateMean) / stateStd row by row, each operation rounded to float32 as NumPy and PyTorch
+ * compute it on float32 arrays. The one normalization of states into the space the networks take.
+ */
+export function normalizeStates(
+  raw: Float32Array,
+  stats: Pick<OfflineDataset, "stateMean" | "stateStd">,
+): Float32Array {
+  const { stateMean: mean, stateStd: std } = stats;
+  const d = mean.length;
+  const out = new Float32Array(raw.length);
+  for (let i = 0; i < raw.length; i++) out[i] = Math.fround(Math.fround(raw[i] - mean[i % d]) / std[i % d]);
+  return out;
+}
+
 /** Decides the environment of a file: the expected one, else its `env` attribute, else its name. */
 function environmentOf(config: LoadConfig, attrs: Readonly<Record<string, unknown>>, obsDim: number): EnvName {
   if (config.env) return config.env;

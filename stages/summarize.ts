@@ -42,7 +42,7 @@ import {
   type MethodScore,
   type SyntheticSet,
 } from "./evaluate.ts";
-import type { OfflineDataset } from "./load.ts";
+import { normalizeStates, type OfflineDataset } from "./load.ts";
 import { fitPca2, projectPca2 } from "./summarize/pca.ts";
 import { histogram, lineChart, type ReferenceLine, scatterPlot, type Series } from "./summarize/svg.ts";
 
@@ -669,12 +669,9 @@ function pcaPlot(states: NonNullable<SummaryInput["states"]>, sample: number): s
   }
   // A fixed-seed subsample: the same run always gives the same picture.
   const idx = new Rng(0).sampleWithoutReplacement(dataset.n, Math.min(dataset.n, sample));
-  const data = new Float64Array(idx.length * d);
-  idx.forEach((row, r) => {
-    for (let j = 0; j < d; j++) {
-      data[r * d + j] = (dataset.observations[row * d + j] - dataset.stateMean[j]) / dataset.stateStd[j];
-    }
-  });
+  const raw = new Float32Array(idx.length * d);
+  idx.forEach((row, r) => raw.set(dataset.observations.subarray(row * d, (row + 1) * d), r * d));
+  const data = Float64Array.from(normalizeStates(raw, dataset));
   const pca = fitPca2(data, idx.length, d);
   return scatterPlot({
     title: `Synthetic states against the data${states.label ? ` — ${states.label}` : ""} (PCA)`,

@@ -8,7 +8,7 @@ import { type Method, type PipelineConfig, PRESETS, runStudy, type StudyResult, 
 import { studyRunRecords, writeStudyReport } from "../pipeline/report.ts";
 import type { PipelineError } from "../pipeline/errors.ts";
 import { createRuntime } from "../pipeline/runtime.ts";
-import { EMBEDDED_DATASET, loadStage, locateDataset, type OfflineDataset } from "../stages/load.ts";
+import { EMBEDDED_DATASET, loadStage, locateDataset, normalizeStates, type OfflineDataset } from "../stages/load.ts";
 import { initBackend } from "../pipeline/backend.ts";
 import { runStage } from "../pipeline/runtime.ts";
 import { silentProgress } from "../pipeline/progress.ts";
@@ -93,7 +93,7 @@ Deno.test("stage executions: everything once, then nothing; a change recomputes 
   assert.equal((await entries(join(cache, "load"))).length, 2);
 });
 
-Deno.test("states are normalized with mean and std + 1e-3 equal to numpy's over the same file", async () => {
+Deno.test("states are normalized with mean and std + 1e-3 equal to numpy's over the same file, and normalizeStates is numpy's float32 arithmetic", async () => {
   const located = await locateDataset("embedded", silentProgress);
   const rt = createRuntime({ cacheRoot: await Deno.makeTempDir(), backend: "wasm" });
   const loaded = await runStage(rt, loadStage, { file: located.file, sha256: located.sha256, env: located.env, minTransitions: 1 }, {})();
@@ -116,6 +116,17 @@ print(json.dumps({"mean": o.mean(0).tolist(), "std": (o.std(0) + 1e-3).tolist(),
   }
   assert.equal(d.episodeReturns.length, ref.returns.length);
   for (let e = 0; e < ref.returns.length; e++) assert.ok(Math.abs(d.episodeReturns[e] - ref.returns[e]) < 1e-3);
+
+  // normalizeStates is NumPy's float32 (s − mean) / std, bit for bit, with the same statistics.
+  const rows = 500;
+  const mine = normalizeStates(d.observations.subarray(0, rows * d.obsDim), d);
+  const numpy = await python(`
+import h5py, json, numpy as np
+o = h5py.File(${JSON.stringify(EMBEDDED_DATASET.file)}, "r")["observations"][:${rows}].astype(np.float32)
+mean = np.array(${JSON.stringify(Array.from(d.stateMean))}, dtype=np.float32)
+std = np.array(${JSON.stringify(Array.from(d.stateStd))}, dtype=np.float32)
+print(json.dumps(((o - mean) / std).astype(np.float64).ravel().tolist()))`);
+  assert.deepEqual(Array.from(mine), numpy);
 });
 
 Deno.test("a truncated file is an input error naming it, and nothing is cached", async () => {

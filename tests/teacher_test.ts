@@ -765,6 +765,15 @@ Deno.test("the stage runs through the runtime: manifest metric, run log, artifac
   assert.equal(rt.executions.get("teacher"), 1);
   const cached = (second as { right: { value: TeacherArtifact; fromCache: boolean } }).right;
   assert.ok(cached.fromCache);
+  // Logging, evaluation and checkpoint cadence are not in the key (the CLI's curve-logging run serves
+  // the pipeline); a setting that changes the weights is.
+  const cadence = { ...SMALL_TD3, logEvery: 20, evalEvery: 20, checkpointEvery: 7 };
+  const third = await runStage(rt, teacherStage, cadence, { dataset: dataArtifact })();
+  assert.ok((third as { right: { fromCache: boolean } }).right.fromCache);
+  assert.equal(rt.executions.get("teacher"), 1);
+  const fourth = await runStage(rt, teacherStage, { ...SMALL_TD3, steps: 41 }, { dataset: dataArtifact })();
+  assert.equal((fourth as { right: { fromCache: boolean } }).right.fromCache, false);
+  assert.equal(rt.executions.get("teacher"), 2);
   assert.deepEqual(Array.from(cached.value.actor.net.weights[1]), Array.from(t.actor.net.weights[1]));
   // As a Teacher: act = tanh(MLP)·m, q = critic 1, both on normalized states.
   const teacher = teacherFromArtifact(cached.value);

@@ -39,7 +39,7 @@ import { exitWithError, isError, openRun } from "./common.ts";
 
 const OPTIONS = {
   algorithm: { type: "string", help: "train: td3bc (default) or calql" },
-  steps: { type: "string", help: "train: gradient steps (default 10000 for td3bc, 200 for calql)" },
+  steps: { type: "string", help: "train: gradient steps (default 100000 for td3bc, 200 for calql)" },
   "eval-episodes": { type: "string", help: "train: evaluation episodes (default 10)" },
   seed: { type: "string", help: "train, eval: seed (default 0)" },
   set: { type: "string", multiple: true, help: "train: override a setting, e.g. --set td3bc.alpha=2.5" },

@@ -11,7 +11,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { Rng } from "../../numerics/random.ts";
-import type { OfflineDataset } from "../load.ts";
+import { normalizeStates, type OfflineDataset } from "../load.ts";
 
 /** The dataset on the backend. States are normalized with the dataset's mean and std. */
 export interface ReplayTensors {
@@ -38,14 +38,6 @@ export interface Batch {
   readonly mcReturns?: tf.Tensor1D;
 }
 
-/** (x − mean) / std row by row, in float32 like NumPy on float32 arrays. */
-export function normalizeStates(raw: Float32Array, mean: Float32Array, std: Float32Array): Float32Array {
-  const d = mean.length;
-  const out = new Float32Array(raw.length);
-  for (let i = 0; i < raw.length; i++) out[i] = Math.fround(Math.fround(raw[i] - mean[i % d]) / std[i % d]);
-  return out;
-}
-
 /** Uploads `data` (normalized with its own statistics) and, when given, the MC returns. */
 export function replayTensors(data: OfflineDataset, mcReturns?: Float32Array): ReplayTensors {
   const { n, obsDim, actDim } = data;
@@ -55,10 +47,10 @@ export function replayTensors(data: OfflineDataset, mcReturns?: Float32Array): R
     n,
     obsDim,
     actDim,
-    states: tf.tensor2d(normalizeStates(data.observations, data.stateMean, data.stateStd), [n, obsDim]),
+    states: tf.tensor2d(normalizeStates(data.observations, data), [n, obsDim]),
     actions: tf.tensor2d(data.actions, [n, actDim]),
     rewards: tf.tensor1d(data.rewards),
-    nextStates: tf.tensor2d(normalizeStates(data.nextObservations, data.stateMean, data.stateStd), [
+    nextStates: tf.tensor2d(normalizeStates(data.nextObservations, data), [
       n,
       obsDim,
     ]),
