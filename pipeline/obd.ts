@@ -46,7 +46,7 @@ export const PRESETS: Readonly<Record<string, PipelineConfig>> = {
   quick: {
     load: { minTransitions: 5_000 },
     // The demo's 15-minute budget allows 8k steps (≈ 4 min here), where TD3+BC's critic is far from
-    // converged; the stage's 100k (`--set teacher.steps=100000`, ≈ 40 min) gives a teacher well above
+    // converged; the stage's 100k (`--set teacher.steps=100000`, 40–60 min) gives a teacher well above
     // BC. See the README's teacher figures.
     teacher: { ...defaultTeacherConfig("td3bc"), steps: 8_000, evalEvery: 0 },
     density: DEFAULT_DENSITY_CONFIG,

@@ -96,7 +96,7 @@ export interface TeacherConfig {
 }
 
 /**
- * Defaults for one algorithm. TD3+BC: 100k steps (≈ 40 min on one core with wasm), where its critic
+ * Defaults for one algorithm. TD3+BC: 100k steps (40–60 min on one core with wasm), where its critic
  * has converged on the embedded dataset (mean Q from ≈ 40 at 8k steps to ≈ 150 by 50k) and the
  * policy is well above BC (README, "The teacher"); evaluated every 10k steps for the run log's
  * curve. Cal-QL: 200 steps, a CPU smoke run (≈ 0.6 steps/s on wasm); the papers' teacher needs a
