@@ -54,6 +54,7 @@ export { arrayTaskStates, renderArrayScript, slurmAvailable, submitArray, waitFo
 
 // Stages
 export {
+  datasetMeanScore,
   EMBEDDED_DATASET,
   type LoadConfig,
   loadStage,

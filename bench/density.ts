@@ -26,11 +26,10 @@
  */
 
 import { readD4rlFile } from "../datasets/hdf5.ts";
-import { intArg, stringArg } from "./args.ts";
 import { observationStats } from "../datasets/d4rl.ts";
 import { initBackend } from "../pipeline/backend.ts";
 import { bruteForceKdeLogDensity, scottBandwidth, treeKdeLogDensity } from "../numerics/kde.ts";
-
+import { intArg, stringArg } from "./args.ts";
 
 const STATES = intArg("--states", 400_000);
 const THREADS = intArg("--threads", navigator.hardwareConcurrency || 1);

@@ -13,7 +13,6 @@ import { ENV_NAMES, type EnvName, LocomotionEnv, VecLocomotionEnv } from "../env
 import { Rng } from "../numerics/random.ts";
 import { intArg } from "./args.ts";
 
-
 const STEPS = intArg("--steps", 20000, 1);
 const VEC = intArg("--vec", 8, 1);
 const WARMUP = 200; // lets the JIT settle before timing

@@ -32,7 +32,6 @@ import {
 import { EMBEDDED_DATASET, loadStage } from "../stages/load.ts";
 import { intArg } from "./args.ts";
 
-
 const EPISODES = intArg("--episodes", 10, 1);
 const REPEATS = intArg("--repeats", 3, 1);
 

@@ -20,7 +20,6 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { normalizedScore } from "../envs/locomotion.ts";
 import { evaluatePolicy } from "../envs/rollout.ts";
 import { BACKEND_ENV, initBackend, requestedBackend } from "../pipeline/backend.ts";
 import { consoleProgress, silentProgress } from "../pipeline/progress.ts";
@@ -28,7 +27,7 @@ import { intArg, intListArg, positiveArg } from "./args.ts";
 import type { StageContext } from "../pipeline/stage.ts";
 import { tidyPlain } from "../numerics/mlp.ts";
 import { Rng, stepRng } from "../numerics/random.ts";
-import { EMBEDDED_DATASET, loadStage, normalizeStates, type OfflineDataset } from "../stages/load.ts";
+import { datasetMeanScore, EMBEDDED_DATASET, loadStage, normalizeStates, type OfflineDataset } from "../stages/load.ts";
 import { defaultTeacherConfig, teacherStage } from "../stages/teacher.ts";
 import { Calql, CALQL_DEFAULTS, calqlNoise, initCalqlWeights } from "../stages/teacher/calql.ts";
 import {
@@ -198,12 +197,11 @@ async function benchQuality(): Promise<void> {
   const bcPolicies = intArg("--bc-policies", 5);
   const bcLr = positiveArg("--bc-lr", PAPER_EVALUATE.bcLr);
   const seed = intArg("--seed", 0);
-  const returns = Array.from(data.episodeReturns);
-  const datasetScore = normalizedScore(data.env, returns.reduce((a, b) => a + b, 0) / returns.length);
+  const datasetScore = datasetMeanScore(data);
   report({
     bench: "teacher-quality",
     policy: "dataset",
-    episodes: returns.length,
+    episodes: data.episodeReturns.length,
     normalizedScore: +datasetScore.toFixed(2),
   });
   const bcMeans: number[] = [];

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { ENV_NAMES, ENV_SPECS, type EnvName } from "../envs/locomotion.ts";
+import { ENV_NAMES, ENV_SPECS, type EnvName, normalizedScore } from "../envs/locomotion.ts";
 import {
   episodeReturns,
   loadD4rlDataset,
@@ -116,6 +116,12 @@ export function normalizeStates(
   const out = new Float32Array(raw.length);
   for (let i = 0; i < raw.length; i++) out[i] = Math.fround(Math.fround(raw[i] - mean[i % d]) / std[i % d]);
   return out;
+}
+
+/** D4RL normalized score of the dataset's average episode (the bar a learned policy should clear). */
+export function datasetMeanScore(dataset: Pick<OfflineDataset, "env" | "episodeReturns">): number {
+  const returns = dataset.episodeReturns;
+  return normalizedScore(dataset.env, returns.reduce((a, b) => a + b, 0) / Math.max(1, returns.length));
 }
 
 /** Decides the environment of a file: the expected one, else its `env` attribute, else its name. */

@@ -8,7 +8,7 @@
  */
 
 import { d4rlAliases } from "../../datasets/d4rl.ts";
-import { normalizedScore } from "../../envs/locomotion.ts";
+import { datasetMeanScore } from "../../stages/load.ts";
 import { BACKEND_ENV, initBackend, requestedBackend } from "../backend.ts";
 import { helpText, parseCommandLine } from "../cli.ts";
 import { pipelineError, toPipelineError } from "../errors.ts";
@@ -111,8 +111,6 @@ async function main(args: string[]): Promise<void> {
     console.log(await Deno.readTextFile(table1Path(run.dir)));
   }
   const d = study.dataset.value;
-  const returns = Array.from(d.episodeReturns);
-  const meanReturn = returns.reduce((a, b) => a + b, 0) / Math.max(1, returns.length);
   const round = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? null : +x.toFixed(2));
   const teacher = study.teacher?.value;
   const baselines = study.baselines?.value.baselines;
@@ -121,7 +119,7 @@ async function main(args: string[]): Promise<void> {
     env: d.env,
     transitions: d.n,
     seed: config.distill.seed,
-    datasetMeanNormalizedReturn: round(normalizedScore(d.env, meanReturn)),
+    datasetMeanNormalizedReturn: round(datasetMeanScore(d)),
     teacher: teacher ? { algorithm: teacher.algorithm, steps: teacher.training.steps, normalizedReturn: round(teacher.evaluation?.meanNormalizedScore) } : null,
     baselines: baselines
       ? Object.fromEntries(Object.entries(baselines).map(([name, score]) => [name, round(score?.meanNormalizedScore)]))

@@ -15,8 +15,8 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { ENV_NAMES, ENV_SPECS, type EnvName, normalizedScore } from "../../envs/locomotion.ts";
-import { loadStage, locateDataset, type OfflineDataset } from "../../stages/load.ts";
+import { ENV_NAMES, ENV_SPECS, type EnvName } from "../../envs/locomotion.ts";
+import { datasetMeanScore, loadStage, locateDataset, type OfflineDataset } from "../../stages/load.ts";
 import {
   defaultTeacherConfig,
   evaluateTeacher,
@@ -143,7 +143,6 @@ async function train(values: Values, positionals: string[]): Promise<void> {
     const teacher = result.right.value;
     if (out) await saveTeacherDir(out, teacher);
     const d = data.value;
-    const returns = Array.from(d.episodeReturns);
     const summary = {
       dataset,
       env: d.env,
@@ -152,10 +151,7 @@ async function train(values: Values, positionals: string[]): Promise<void> {
       trainSeconds: +teacher.training.seconds.toFixed(1),
       normalizedScore: teacher.evaluation ? +teacher.evaluation.meanNormalizedScore.toFixed(2) : null,
       evalEpisodes: teacher.evaluation?.episodes ?? 0,
-      datasetMeanNormalizedReturn: +normalizedScore(
-        d.env,
-        returns.reduce((a, b) => a + b, 0) / Math.max(1, returns.length),
-      ).toFixed(2),
+      datasetMeanNormalizedReturn: +datasetMeanScore(d).toFixed(2),
       cacheKey: result.right.key,
       fromCache: result.right.fromCache,
       out: out ?? null,
