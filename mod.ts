@@ -12,14 +12,14 @@
  */
 
 // Pipeline runtime
-export { type Artifact, createRuntime, runStage, type Runtime, stageKey } from "./pipeline/runtime.ts";
-export { defineStage, type Stage, type StageContext } from "./pipeline/stage.ts";
-export { ArtifactCache, type Manifest } from "./pipeline/cache.ts";
-export { type ErrorKind, formatError, type PipelineError, pipelineError } from "./pipeline/errors.ts";
-export { BACKENDS, type BackendInfo, type BackendName, initBackend } from "./pipeline/backend.ts";
-export { consoleProgress, type Progress, type ProgressFactory, silentProgress } from "./pipeline/progress.ts";
-export { fileMetricsLog, memoryMetricsLog, type MetricsLog } from "./pipeline/metrics.ts";
-export { loadCheckpoint, saveCheckpoint } from "./pipeline/checkpoint.ts";
+export { type Artifact, createRuntime, runStage, type Runtime, stageKey } from "./core/runtime.ts";
+export { defineStage, type Stage, type StageContext } from "./core/stage.ts";
+export { ArtifactCache, type Manifest } from "./core/cache.ts";
+export { type ErrorKind, formatError, type PipelineError, pipelineError } from "./core/errors.ts";
+export { BACKENDS, type BackendInfo, type BackendName, initBackend } from "./numerics/backend.ts";
+export { consoleProgress, type Progress, type ProgressFactory, silentProgress } from "./core/progress.ts";
+export { fileMetricsLog, memoryMetricsLog, type MetricsLog } from "./core/metrics.ts";
+export { loadCheckpoint, saveCheckpoint } from "./core/checkpoint.ts";
 export {
   DEFAULT_METHODS,
   type Method,
@@ -36,8 +36,8 @@ export {
   UNTIL_STAGES,
   type UntilStage,
   withSeed,
-} from "./pipeline/obd.ts";
-export { type ReportMeta, studyRunRecords, studySummaryInput, writeStudyReport } from "./pipeline/report.ts";
+} from "./study/obd.ts";
+export { type ReportMeta, studyRunRecords, studySummaryInput, writeStudyReport } from "./report/report.ts";
 export {
   EXECUTORS,
   expandGrid,
@@ -48,9 +48,9 @@ export {
   runSlurm,
   slurmScript,
   type TaskOutcome,
-} from "./pipeline/grid.ts";
-export { acquireLock, DEFAULT_LOCK_OPTIONS, type LockOptions } from "./pipeline/lock.ts";
-export { arrayTaskStates, renderArrayScript, slurmAvailable, submitArray, waitForArray } from "./pipeline/slurm.ts";
+} from "./grid/grid.ts";
+export { acquireLock, DEFAULT_LOCK_OPTIONS, type LockOptions } from "./core/lock.ts";
+export { arrayTaskStates, renderArrayScript, slurmAvailable, submitArray, waitForArray } from "./grid/slurm.ts";
 
 // Stages
 export {
@@ -92,7 +92,7 @@ export {
   type SyntheticSet,
   trainStudent,
 } from "./stages/evaluate.ts";
-export { stageTimings, summarize, writeSummaryFiles } from "./stages/summarize.ts";
+export { stageTimings, summarize, writeSummaryFiles } from "./report/summarize.ts";
 export { computeStateDensity, DEFAULT_DENSITY_CONFIG, type DensityConfig, densityStage, type StateDensity } from "./stages/density.ts";
 export { gaussianKdeLogDensity, scottBandwidth, silvermanBandwidth } from "./numerics/kde.ts";
 
@@ -106,13 +106,13 @@ export { initMlpWeights, mlpForward, type MlpWeights } from "./numerics/mlp.ts";
 export { evaluatePolicy } from "./envs/rollout.ts";
 
 // Types the API above refers to
-export type { ArtifactInputs } from "./pipeline/runtime.ts";
-export type { Lookup } from "./pipeline/cache.ts";
-export type { Executor, GridRecord, GridReporter, GridRequest, GridStatus, SlurmScriptOptions } from "./pipeline/grid.ts";
-export type { HeldLock, LockHolder } from "./pipeline/lock.ts";
-export type { ArrayScriptOptions, JobState, SubmitOptions, TaskStatus, WaitOptions } from "./pipeline/slurm.ts";
-export type { ConsoleProgressOptions } from "./pipeline/progress.ts";
-export type { RunRecord, StageTiming, SummaryFiles, SummaryInput } from "./stages/summarize.ts";
+export type { ArtifactInputs } from "./core/runtime.ts";
+export type { Lookup } from "./core/cache.ts";
+export type { Executor, GridRecord, GridReporter, GridRequest, GridStatus, SlurmScriptOptions } from "./grid/grid.ts";
+export type { HeldLock, LockHolder } from "./core/lock.ts";
+export type { ArrayScriptOptions, JobState, SubmitOptions, TaskStatus, WaitOptions } from "./grid/slurm.ts";
+export type { ConsoleProgressOptions } from "./core/progress.ts";
+export type { RunRecord, StageTiming, SummaryFiles, SummaryInput } from "./report/summarize.ts";
 export type { CurvePoint, DistillInputs, SynsetInit } from "./stages/distill.ts";
 export { INITS } from "./stages/distill.ts";
 export type { InnerLoopOptions, InnerTrajectory, MetaGradient, OuterBatch, StepRecord, StudentParams } from "./stages/distill/metagradient.ts";

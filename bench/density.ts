@@ -27,7 +27,7 @@
 
 import { readD4rlFile } from "../datasets/hdf5.ts";
 import { observationStats } from "../datasets/d4rl.ts";
-import { initBackend } from "../pipeline/backend.ts";
+import { initBackend } from "../numerics/backend.ts";
 import { bruteForceKdeLogDensity, scottBandwidth, treeKdeLogDensity } from "../numerics/kde.ts";
 import { intArg, stringArg } from "./args.ts";
 

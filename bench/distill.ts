@@ -15,7 +15,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { parseArgs } from "node:util";
 import process from "node:process";
-import { initBackend, requestedBackend } from "../pipeline/backend.ts";
+import { initBackend, requestedBackend } from "../numerics/backend.ts";
 import { metaGradient, type StudentParams } from "../stages/distill/metagradient.ts";
 import { MetaGradientPool, requestedMetaGradientThreads } from "../stages/distill/metagradient_pool.ts";
 import { initMlpWeights, mlpTensors } from "../numerics/mlp.ts";

@@ -17,8 +17,8 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { type BatchPolicy, evaluatePolicy } from "../envs/rollout.ts";
-import { BACKEND_ENV, initBackend, requestedBackend } from "../pipeline/backend.ts";
-import { silentProgress } from "../pipeline/progress.ts";
+import { BACKEND_ENV, initBackend, requestedBackend } from "../numerics/backend.ts";
+import { silentProgress } from "../core/progress.ts";
 import { disposeMlp } from "../numerics/mlp.ts";
 import { Rng } from "../numerics/random.ts";
 import {

@@ -21,10 +21,10 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { evaluatePolicy } from "../envs/rollout.ts";
-import { BACKEND_ENV, initBackend, requestedBackend } from "../pipeline/backend.ts";
-import { consoleProgress, silentProgress } from "../pipeline/progress.ts";
+import { BACKEND_ENV, initBackend, requestedBackend } from "../numerics/backend.ts";
+import { consoleProgress, silentProgress } from "../core/progress.ts";
 import { intArg, intListArg, positiveArg } from "./args.ts";
-import type { StageContext } from "../pipeline/stage.ts";
+import type { StageContext } from "../core/stage.ts";
 import { tidyPlain } from "../numerics/mlp.ts";
 import { Rng, stepRng } from "../numerics/random.ts";
 import { datasetMeanScore, EMBEDDED_DATASET, loadStage, normalizeStates, type OfflineDataset } from "../stages/load.ts";

@@ -20,9 +20,9 @@
  */
 
 import { ENV_SPECS, type EnvName, normalizedScore } from "../envs/locomotion.ts";
-import { fail } from "../pipeline/errors.ts";
-import { loadCheckpoint, removeCheckpoint, saveCheckpoint } from "../pipeline/checkpoint.ts";
-import type { ProgressFactory } from "../pipeline/progress.ts";
+import { fail } from "../core/errors.ts";
+import { loadCheckpoint, removeCheckpoint, saveCheckpoint } from "../core/checkpoint.ts";
+import type { ProgressFactory } from "../core/progress.ts";
 import {
   ARS_DEFAULTS,
   type ArsConfig,

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { fail } from "../pipeline/errors.ts";
+import { fail } from "../core/errors.ts";
 import { type AttrValue, type D4rlArrays, type H5Array, type RawD4rlFile, readD4rlFile } from "./hdf5.ts";
 
 // ---------------------------------------------------------------------------------------------

@@ -7,8 +7,8 @@
 
 import { createHash } from "node:crypto";
 import { dirname } from "node:path";
-import { fail } from "../pipeline/errors.ts";
-import type { ProgressFactory } from "../pipeline/progress.ts";
+import { fail } from "../core/errors.ts";
+import type { ProgressFactory } from "../core/progress.ts";
 
 /** What is known about a remote file. */
 export interface RemoteFile {

@@ -21,7 +21,7 @@
  */
 
 import process from "node:process";
-import { fail, PipelineFailure, toPipelineError } from "../pipeline/errors.ts";
+import { fail, PipelineFailure, toPipelineError } from "../core/errors.ts";
 
 /** The h5wasm module, as {@link loadH5wasm} hands it out. */
 export type H5Wasm = typeof import("h5wasm");

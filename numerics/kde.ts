@@ -28,7 +28,7 @@
 
 import { symmetricEigen } from "./eigen.ts";
 import * as tf from "@tensorflow/tfjs";
-import { fail } from "../pipeline/errors.ts";
+import { fail } from "../core/errors.ts";
 import {
   BlockEvaluator,
   type BlockStats,

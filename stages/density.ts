@@ -21,8 +21,8 @@
  * @module
  */
 
-import { fail } from "../pipeline/errors.ts";
-import { defineStage, type Stage } from "../pipeline/stage.ts";
+import { fail } from "../core/errors.ts";
+import { defineStage, type Stage } from "../core/stage.ts";
 import {
   checkBandwidth,
   checkPoints,

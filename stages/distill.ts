@@ -32,9 +32,9 @@
 import * as tf from "@tensorflow/tfjs";
 import { join } from "node:path";
 import { ENV_SPECS } from "../envs/locomotion.ts";
-import { fail } from "../pipeline/errors.ts";
-import { loadCheckpoint, saveCheckpoint } from "../pipeline/checkpoint.ts";
-import { defineStage, type Stage, type StageContext } from "../pipeline/stage.ts";
+import { fail } from "../core/errors.ts";
+import { loadCheckpoint, saveCheckpoint } from "../core/checkpoint.ts";
+import { defineStage, type Stage, type StageContext } from "../core/stage.ts";
 import { initMlpWeights } from "../numerics/mlp.ts";
 import { Rng } from "../numerics/random.ts";
 import { MetaGradientPool, requestedMetaGradientThreads } from "./distill/metagradient_pool.ts";

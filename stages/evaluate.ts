@@ -30,8 +30,8 @@
 import * as tf from "@tensorflow/tfjs";
 import { ENV_NAMES, ENV_SPECS, type EnvName } from "../envs/locomotion.ts";
 import { type BatchPolicy, evaluatePolicy, type Evaluation } from "../envs/rollout.ts";
-import { fail } from "../pipeline/errors.ts";
-import { defineStage, type Stage, type StageContext } from "../pipeline/stage.ts";
+import { fail } from "../core/errors.ts";
+import { defineStage, type Stage, type StageContext } from "../core/stage.ts";
 import {
   Adam,
   disposeMlp,

@@ -20,9 +20,9 @@ import {
   resolveD4rlAlias,
 } from "../datasets/d4rl.ts";
 import { download, verifyFile } from "../datasets/download.ts";
-import { fail } from "../pipeline/errors.ts";
-import type { ProgressFactory } from "../pipeline/progress.ts";
-import { defineStage, type Stage } from "../pipeline/stage.ts";
+import { fail } from "../core/errors.ts";
+import type { ProgressFactory } from "../core/progress.ts";
+import { defineStage, type Stage } from "../core/stage.ts";
 
 /** The dataset shipped in the repository: Hopper medium-replay style, made by `deno task collect`. */
 export const EMBEDDED_DATASET = {

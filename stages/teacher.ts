@@ -19,9 +19,9 @@
 import { join } from "node:path";
 import { ENV_SPECS } from "../envs/locomotion.ts";
 import { evaluatePolicy } from "../envs/rollout.ts";
-import { loadCheckpoint, removeCheckpoint, saveCheckpoint } from "../pipeline/checkpoint.ts";
-import { fail } from "../pipeline/errors.ts";
-import { defineStage, type Stage, type StageContext } from "../pipeline/stage.ts";
+import { loadCheckpoint, removeCheckpoint, saveCheckpoint } from "../core/checkpoint.ts";
+import { fail } from "../core/errors.ts";
+import { defineStage, type Stage, type StageContext } from "../core/stage.ts";
 import { Rng, stepRng } from "../numerics/random.ts";
 import type { OfflineDataset } from "./load.ts";
 import {

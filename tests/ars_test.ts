@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { arsUpdate, emptyTransitions, pushTransition, rollouts, RunningStats } from "../datasets/ars.ts";
 import { collect, defaultCollectConfig, subsampleEpisodes } from "../datasets/collect.ts";
 import { VecLocomotionEnv } from "../envs/locomotion.ts";
-import { silentProgress } from "../pipeline/progress.ts";
+import { silentProgress } from "../core/progress.ts";
 import { Rng } from "../numerics/random.ts";
 
 Deno.test("RunningStats merged batch by batch equals the statistics of all the data", () => {

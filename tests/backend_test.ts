@@ -1,7 +1,7 @@
 /** The backend module: selection errors, and the wasm transposed-matmul fix against untransposed results. */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { initBackend, requestedBackend } from "../pipeline/backend.ts";
+import { initBackend, requestedBackend } from "../numerics/backend.ts";
 import { Rng } from "../numerics/random.ts";
 
 function randomMatrix(rng: Rng, rows: number, cols: number): Float32Array {

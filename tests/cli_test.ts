@@ -1,8 +1,8 @@
 /** Command-line parsing and `--set` overrides: mistakes are one-line config errors. */
 import assert from "node:assert/strict";
-import { parseCommandLine } from "../pipeline/cli.ts";
-import { applyOverrides } from "../pipeline/config.ts";
-import { formatError, type PipelineError } from "../pipeline/errors.ts";
+import { parseCommandLine } from "../core/cli.ts";
+import { applyOverrides } from "../study/config.ts";
+import { formatError, type PipelineError } from "../core/errors.ts";
 
 const options = {
   backend: { type: "string", help: "backend" },

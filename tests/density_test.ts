@@ -11,8 +11,8 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { loadD4rlDataset, observationStats } from "../datasets/d4rl.ts";
 import { writeFloatDatasets } from "../datasets/hdf5.ts";
-import { initBackend } from "../pipeline/backend.ts";
-import { createRuntime, runStage } from "../pipeline/runtime.ts";
+import { initBackend } from "../numerics/backend.ts";
+import { createRuntime, runStage } from "../core/runtime.ts";
 import {
   bandwidthScale,
   bruteForceKdeLogDensity,
@@ -539,7 +539,7 @@ Deno.test("deno task density: writes log_density and weight (read back by h5py),
       "--out",
       out,
     ];
-    const r = await runUnderTask("density", "pipeline/commands/density.ts", args);
+    const r = await runUnderTask("density", "commands/density.ts", args);
     assert.equal(r.code, 0, r.stderr);
     const summary = JSON.parse(r.stdout.trim().split("\n").pop()!);
     assert.equal(summary.states, embedded.n);
@@ -567,10 +567,10 @@ with h5py.File(sys.argv[1], "r") as f:
     assert.equal(back.reference, 5000);
     assert.ok(Math.abs(back.bandwidth - summary.bandwidth) < 1e-5);
 
-    const again = await runUnderTask("density", "pipeline/commands/density.ts", args);
+    const again = await runUnderTask("density", "commands/density.ts", args);
     assert.equal(again.code, 2);
     assert.match(again.stderr, /already exists/);
-    const bad = await runUnderTask("density", "pipeline/commands/density.ts", [
+    const bad = await runUnderTask("density", "commands/density.ts", [
       "embedded",
       "--bandwidth=-1",
       "--out",
@@ -578,7 +578,7 @@ with h5py.File(sys.argv[1], "r") as f:
     ]);
     assert.equal(bad.code, 2);
     assert.match(bad.stderr, /--bandwidth -1 is not scott, silverman or a finite number > 0/);
-    const missing = await runUnderTask("density", "pipeline/commands/density.ts", [
+    const missing = await runUnderTask("density", "commands/density.ts", [
       "embedded",
       "--out",
       `${out}.y.hdf5`,

@@ -5,8 +5,8 @@
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
-import { initBackend } from "../pipeline/backend.ts";
-import { createRuntime } from "../pipeline/runtime.ts";
+import { initBackend } from "../numerics/backend.ts";
+import { createRuntime } from "../core/runtime.ts";
 import { distill, QUICK_DISTILL } from "../stages/distill.ts";
 import { metaGradient, type StudentParams } from "../stages/distill/metagradient.ts";
 import {

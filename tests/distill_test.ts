@@ -1,10 +1,10 @@
 /** The distill stage: refusals before work, a DBC run through the runtime, exact resume, divergence. */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { initBackend } from "../pipeline/backend.ts";
-import { PipelineFailure } from "../pipeline/errors.ts";
-import { createRuntime, runStage } from "../pipeline/runtime.ts";
-import type { StageContext } from "../pipeline/stage.ts";
+import { initBackend } from "../numerics/backend.ts";
+import { PipelineFailure } from "../core/errors.ts";
+import { createRuntime, runStage } from "../core/runtime.ts";
+import type { StageContext } from "../core/stage.ts";
 import { distill, type DistillConfig, distillStage, QUICK_DISTILL, validateDistill } from "../stages/distill.ts";
 import type { OfflineDataset } from "../stages/load.ts";
 import { assertFails, loadEmbedded } from "./helpers.ts";

@@ -2,8 +2,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { download, fileSha256, verifyFile } from "../datasets/download.ts";
-import { PipelineFailure } from "../pipeline/errors.ts";
-import { silentProgress } from "../pipeline/progress.ts";
+import { PipelineFailure } from "../core/errors.ts";
+import { silentProgress } from "../core/progress.ts";
 
 const body: Uint8Array<ArrayBuffer> = new Uint8Array(300_000).map((_, i) => (i * 31) % 251);
 const bodySha = await fileSha256Bytes(body);

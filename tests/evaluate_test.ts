@@ -7,10 +7,10 @@
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
 import { evaluatePolicy } from "../envs/rollout.ts";
-import { initBackend } from "../pipeline/backend.ts";
-import { silentProgress } from "../pipeline/progress.ts";
-import { createRuntime, runStage } from "../pipeline/runtime.ts";
-import type { StageContext } from "../pipeline/stage.ts";
+import { initBackend } from "../numerics/backend.ts";
+import { silentProgress } from "../core/progress.ts";
+import { createRuntime, runStage } from "../core/runtime.ts";
+import type { StageContext } from "../core/stage.ts";
 import { disposeMlp, initMlpWeights, mlpTensors } from "../numerics/mlp.ts";
 import { Rng } from "../numerics/random.ts";
 import type { CurvePoint, DistilledSet } from "../stages/distill.ts";

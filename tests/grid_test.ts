@@ -5,17 +5,17 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { createRuntime, runStage } from "../pipeline/runtime.ts";
-import { defineStage } from "../pipeline/stage.ts";
-import { entryLockPath, type LockHolder, type LockOptions, staleReason, thisHost } from "../pipeline/lock.ts";
+import { createRuntime, runStage } from "../core/runtime.ts";
+import { defineStage } from "../core/stage.ts";
+import { entryLockPath, type LockHolder, type LockOptions, staleReason, thisHost } from "../core/lock.ts";
 import {
   expandGrid,
   parseGridArgs,
   type TaskOutcome,
   widenPermissions,
   workerPermissions,
-} from "../pipeline/grid.ts";
-import { slurmAvailable } from "../pipeline/slurm.ts";
+} from "../grid/grid.ts";
+import { slurmAvailable } from "../grid/slurm.ts";
 import { REPO_ROOT, taskFlags } from "./helpers.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -27,8 +27,8 @@ import { REPO_ROOT, taskFlags } from "./helpers.ts";
  * one JSON line with what it got and the runtime's report lines.
  */
 const CHILD_SOURCE = (repo: string) => `
-import { createRuntime, runStage } from "${new URL("pipeline/runtime.ts", `file://${repo}`).href}";
-import { defineStage } from "${new URL("pipeline/stage.ts", `file://${repo}`).href}";
+import { createRuntime, runStage } from "${new URL("core/runtime.ts", `file://${repo}`).href}";
+import { defineStage } from "${new URL("core/stage.ts", `file://${repo}`).href}";
 const [cacheRoot, marker, go, busyMs, staleAfterMs] = Deno.args;
 const slow = defineStage({
   name: "slow",
@@ -315,7 +315,7 @@ const TINY = [
 async function grid(dir: string, args: readonly string[]) {
   const flags = widenPermissions(taskFlags("grid"), { read: [dir], write: [dir] });
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", ...flags, "pipeline/commands/grid.ts", ...args],
+    args: ["run", "--no-prompt", ...flags, "commands/grid.ts", ...args],
     cwd: REPO_ROOT,
     stdout: "piped",
     stderr: "piped",
@@ -581,7 +581,7 @@ Deno.test("slurm --dry-run prints the job script with one array task per grid ta
     assert.match(
       script,
       new RegExp(
-        `^  ${i}\\) exec \\S+ run --no-prompt .*pipeline/commands/pipeline\\.ts embedded --method (dbc|random) --seed [01] .*--set distill\\.outerSteps=7 .*;;$`,
+        `^  ${i}\\) exec \\S+ run --no-prompt .*commands/pipeline\\.ts embedded --method (dbc|random) --seed [01] .*--set distill\\.outerSteps=7 .*;;$`,
         "m",
       ),
     );

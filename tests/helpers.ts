@@ -1,9 +1,9 @@
 /** Helpers shared by the tests: Debian's Python as a reference, typed failures, tasks' own permissions. */
 import assert from "node:assert/strict";
-import { PipelineFailure } from "../pipeline/errors.ts";
-import { taskPermissions } from "../pipeline/grid.ts";
-import { silentProgress } from "../pipeline/progress.ts";
-import { type Artifact, runStage, type Runtime } from "../pipeline/runtime.ts";
+import { PipelineFailure } from "../core/errors.ts";
+import { taskPermissions } from "../grid/grid.ts";
+import { silentProgress } from "../core/progress.ts";
+import { type Artifact, runStage, type Runtime } from "../core/runtime.ts";
 import { loadStage, locateDataset, type OfflineDataset } from "../stages/load.ts";
 
 /** The repository root, where tasks run. */

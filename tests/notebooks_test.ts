@@ -167,7 +167,7 @@ async function executeClean(name: string): Promise<Notebook> {
   return nb;
 }
 
-/** An SVG document as the helpers in stages/summarize/svg.ts write it. */
+/** An SVG document as the helpers in report/svg.ts write it. */
 function assertSvg(svg: string, title: string) {
   assert.match(svg.trimStart(), /^<svg[^>]*xmlns="http:\/\/www\.w3\.org\/2000\/svg"/);
   assert.match(svg.trimEnd(), /<\/svg>$/);

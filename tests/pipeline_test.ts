@@ -4,14 +4,14 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { type Method, type PipelineConfig, PRESETS, runStudy, type StudyResult, withSeed } from "../pipeline/obd.ts";
-import { studyRunRecords, writeStudyReport } from "../pipeline/report.ts";
-import type { PipelineError } from "../pipeline/errors.ts";
-import { createRuntime } from "../pipeline/runtime.ts";
+import { type Method, type PipelineConfig, PRESETS, runStudy, type StudyResult, withSeed } from "../study/obd.ts";
+import { studyRunRecords, writeStudyReport } from "../report/report.ts";
+import type { PipelineError } from "../core/errors.ts";
+import { createRuntime } from "../core/runtime.ts";
 import { EMBEDDED_DATASET, loadStage, locateDataset, normalizeStates, type OfflineDataset } from "../stages/load.ts";
-import { initBackend } from "../pipeline/backend.ts";
-import { runStage } from "../pipeline/runtime.ts";
-import { silentProgress } from "../pipeline/progress.ts";
+import { initBackend } from "../numerics/backend.ts";
+import { runStage } from "../core/runtime.ts";
+import { silentProgress } from "../core/progress.ts";
 import { python, runUnderTask } from "./helpers.ts";
 
 await initBackend("wasm");
@@ -173,7 +173,7 @@ Deno.test("the pipeline command: unknown options, malformed values and unknown s
     [["--preset", "huge"], /^error\[config\]: unknown preset "huge"/],
   ];
   for (const [args, expected] of cases) {
-    const { code, stdout, stderr } = await runUnderTask("pipeline", "pipeline/commands/pipeline.ts", args);
+    const { code, stdout, stderr } = await runUnderTask("pipeline", "commands/pipeline.ts", args);
     assert.equal(code, 2, args.join(" "));
     assert.equal(stdout, "");
     assert.equal(stderr.split("\n").length, 1, stderr);

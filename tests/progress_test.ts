@@ -1,6 +1,6 @@
 /** The progress facility: periodic plain lines off a terminal, a redrawn bar on one. */
 import assert from "node:assert/strict";
-import { consoleProgress, formatDuration } from "../pipeline/progress.ts";
+import { consoleProgress, formatDuration } from "../core/progress.ts";
 
 function fakeClock() {
   let t = 0;

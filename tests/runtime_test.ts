@@ -6,10 +6,10 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { pipe } from "fp-ts/function.js";
 import * as TE from "fp-ts/TaskEither.js";
-import { ArtifactCache, type CacheFs, MANIFEST_FILE } from "../pipeline/cache.ts";
-import { fail, formatError, type PipelineError } from "../pipeline/errors.ts";
-import { createRuntime, runStage, type Runtime } from "../pipeline/runtime.ts";
-import { defineStage } from "../pipeline/stage.ts";
+import { ArtifactCache, type CacheFs, MANIFEST_FILE } from "../core/cache.ts";
+import { fail, formatError, type PipelineError } from "../core/errors.ts";
+import { createRuntime, runStage, type Runtime } from "../core/runtime.ts";
+import { defineStage } from "../core/stage.ts";
 
 const source = defineStage<Record<string, never>, { n: number }, { xs: Float32Array }>({
   name: "source",

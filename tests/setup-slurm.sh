@@ -7,7 +7,7 @@
 # /var/lib/obd-slurm, logs and pid files in /tmp/obd-slurm. Accounting: there is no slurmdbd, so
 # `sacct` is refused ("accounting storage is disabled"); jobcomp/filetxt keeps a record of finished
 # jobs, but `sacct --completion` over it cannot tell array tasks apart (Slurm 22.05), so
-# pipeline/slurm.ts reads states from the controller, which keeps finished jobs MinJobAge=3600 s.
+# grid/slurm.ts reads states from the controller, which keeps finished jobs MinJobAge=3600 s.
 # Any failure prints one line starting with "setup-slurm: cannot start Slurm:" and exits non-zero.
 set -u
 

@@ -16,7 +16,7 @@ import {
   taskLogPaths,
   type TaskStatus,
   waitForArray,
-} from "../pipeline/slurm.ts";
+} from "../grid/slurm.ts";
 import { assertFails, REPO_ROOT } from "./helpers.ts";
 
 const setup = await new Deno.Command("sh", {

@@ -4,8 +4,8 @@
  * well-formed XML with the expected elements, PCA, the run report's links, and bad input.
  */
 import assert from "node:assert/strict";
-import { PipelineFailure } from "../pipeline/errors.ts";
-import { TOOL_VERSION } from "../pipeline/version.ts";
+import { PipelineFailure } from "../core/errors.ts";
+import { TOOL_VERSION } from "../core/version.ts";
 import type { CurvePoint } from "../stages/distill.ts";
 import {
   type EvaluationReport,
@@ -24,9 +24,9 @@ import {
   summarize,
   type SummaryInput,
   writeSummaryFiles,
-} from "../stages/summarize.ts";
-import { fitPca2, projectPca2, symmetricEigen } from "../stages/summarize/pca.ts";
-import { histogram, lineChart, niceTicks, scatterPlot } from "../stages/summarize/svg.ts";
+} from "../report/summarize.ts";
+import { fitPca2, projectPca2, symmetricEigen } from "../report/pca.ts";
+import { histogram, lineChart, niceTicks, scatterPlot } from "../report/svg.ts";
 import { assertFails } from "./helpers.ts";
 import { Rng } from "../numerics/random.ts";
 

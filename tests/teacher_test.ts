@@ -6,14 +6,14 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
-import { initBackend } from "../pipeline/backend.ts";
+import { initBackend } from "../numerics/backend.ts";
 import { LocomotionEnv, normalizedScore } from "../envs/locomotion.ts";
 import { evaluatePolicy } from "../envs/rollout.ts";
-import type { PipelineError } from "../pipeline/errors.ts";
-import { memoryMetricsLog } from "../pipeline/metrics.ts";
-import { silentProgress } from "../pipeline/progress.ts";
-import { createRuntime, runStage } from "../pipeline/runtime.ts";
-import type { StageContext } from "../pipeline/stage.ts";
+import type { PipelineError } from "../core/errors.ts";
+import { memoryMetricsLog } from "../core/metrics.ts";
+import { silentProgress } from "../core/progress.ts";
+import { createRuntime, runStage } from "../core/runtime.ts";
+import type { StageContext } from "../core/stage.ts";
 import {
   Adam,
   initMlpWeights,

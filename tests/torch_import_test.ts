@@ -8,8 +8,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
-import { initBackend } from "../pipeline/backend.ts";
-import { createRuntime } from "../pipeline/runtime.ts";
+import { initBackend } from "../numerics/backend.ts";
+import { createRuntime } from "../core/runtime.ts";
 import { Rng } from "../numerics/random.ts";
 import { loadTeacherDir, teacherFromArtifact } from "../stages/teacher.ts";
 import {
@@ -20,7 +20,7 @@ import {
   TorchTensor,
   unpickle,
 } from "../stages/teacher/torch_import.ts";
-import { importTeacher } from "../pipeline/commands/teacher.ts";
+import { importTeacher } from "../commands/teacher.ts";
 import { assertFails, python, REPO_ROOT, runUnderTask } from "./helpers.ts";
 
 await initBackend("wasm");
@@ -241,7 +241,7 @@ Deno.test("a re-zipped checkpoint with deflated entries imports to the same teac
 
 Deno.test("`deno task teacher import` and `act` under the task's permissions print PyTorch's actions and q1", async () => {
   const out = `${DIR}/hopper-teacher`;
-  const imported = await runUnderTask("teacher", "pipeline/commands/teacher.ts", [
+  const imported = await runUnderTask("teacher", "commands/teacher.ts", [
     "import",
     file("hopper"),
     "--out",
@@ -251,7 +251,7 @@ Deno.test("`deno task teacher import` and `act` under the task's permissions pri
   assert.equal(JSON.parse(imported.stdout).actDim, 3);
   const statesFile = `${DIR}/states.json`;
   await Deno.writeTextFile(join(REPO_ROOT, statesFile), JSON.stringify({ states: ref.hopper.states }));
-  const acted = await runUnderTask("teacher", "pipeline/commands/teacher.ts", [
+  const acted = await runUnderTask("teacher", "commands/teacher.ts", [
     "act",
     out,
     "--states",
@@ -262,7 +262,7 @@ Deno.test("`deno task teacher import` and `act` under the task's permissions pri
   assert.ok(maxAbsDiff(result.actions.flat(), ref.hopper.actions.flat()) < 1e-5);
   assert.ok(maxAbsDiff(result.q, ref.hopper.q) < 1e-5 * Math.max(1, ...ref.hopper.q.map(Math.abs)));
   // Results are never overwritten; states of the wrong width are refused.
-  const again = await runUnderTask("teacher", "pipeline/commands/teacher.ts", [
+  const again = await runUnderTask("teacher", "commands/teacher.ts", [
     "import",
     file("hopper"),
     "--out",
@@ -271,7 +271,7 @@ Deno.test("`deno task teacher import` and `act` under the task's permissions pri
   assert.equal(again.code, 2);
   assert.match(again.stderr, /already exists/);
   await Deno.writeTextFile(join(REPO_ROOT, statesFile), JSON.stringify([[1, 2, 3]]));
-  const bad = await runUnderTask("teacher", "pipeline/commands/teacher.ts", [
+  const bad = await runUnderTask("teacher", "commands/teacher.ts", [
     "act",
     out,
     "--states",
@@ -307,7 +307,7 @@ print(json.dumps({"mean": o.mean(0).tolist(), "std": (o.std(0) + 1e-3).tolist()}
     "has 11 and 3",
   ]);
   const out = `${DIR}/walker-on-hopper`;
-  const cli = await runUnderTask("teacher", "pipeline/commands/teacher.ts", [
+  const cli = await runUnderTask("teacher", "commands/teacher.ts", [
     "import",
     file("walker"),
     "--out",

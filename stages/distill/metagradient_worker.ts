@@ -8,7 +8,7 @@
 /// <reference no-default-lib="true" />
 /// <reference lib="deno.worker" />
 
-import { type BackendName, initBackend } from "../../pipeline/backend.ts";
+import { type BackendName, initBackend } from "../../numerics/backend.ts";
 import { abortJob, runWorkerJob, type WorkerJob, type WorkerReply } from "./metagradient_pool.ts";
 
 type Message = { kind: "init"; backend: BackendName } | WorkerJob;

@@ -20,8 +20,8 @@ import * as tf from "@tensorflow/tfjs";
 import { join } from "node:path";
 import type { EnvName } from "../../envs/locomotion.ts";
 import type { BatchPolicy } from "../../envs/rollout.ts";
-import { fail } from "../../pipeline/errors.ts";
-import { sha256Hex } from "../../pipeline/hash.ts";
+import { fail } from "../../core/errors.ts";
+import { sha256Hex } from "../../core/hash.ts";
 import {
   checkMlpWeights,
   type Dense,

@@ -18,7 +18,7 @@
  * @module
  */
 
-import { fail } from "../../pipeline/errors.ts";
+import { fail } from "../../core/errors.ts";
 import { fromTorchLinear, type MlpWeights } from "../../numerics/mlp.ts";
 import type { EnvName } from "../../envs/locomotion.ts";
 import { CORL_GAUSSIAN_HEAD, TEACHER_FORMAT, TEACHER_FORMAT_VERSION, type TeacherArtifact } from "./model.ts";

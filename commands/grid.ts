@@ -10,9 +10,9 @@
  */
 
 import { join, resolve } from "node:path";
-import { BACKEND_ENV, initBackend, requestedBackend } from "../backend.ts";
-import { helpText } from "../cli.ts";
-import { formatError, type PipelineError, toPipelineError } from "../errors.ts";
+import { BACKEND_ENV, initBackend, requestedBackend } from "../numerics/backend.ts";
+import { helpText } from "../core/cli.ts";
+import { formatError, type PipelineError, toPipelineError } from "../core/errors.ts";
 import {
   checkGridPermissions,
   expandGrid,
@@ -34,12 +34,12 @@ import {
   workerPermissions,
   workerTask,
   writeJsonAtomic,
-} from "../grid.ts";
-import { fileMetricsLog } from "../metrics.ts";
-import { presetConfig, runStudy, type StudyResult, withSeed } from "../obd.ts";
-import { consoleProgress } from "../progress.ts";
-import { table1Path, writeStudyReport } from "../report.ts";
-import { createRuntime } from "../runtime.ts";
+} from "../grid/grid.ts";
+import { fileMetricsLog } from "../core/metrics.ts";
+import { presetConfig, runStudy, type StudyResult, withSeed } from "../study/obd.ts";
+import { consoleProgress } from "../core/progress.ts";
+import { table1Path, writeStudyReport } from "../report/report.ts";
+import { createRuntime } from "../core/runtime.ts";
 import { exitWithError, isError, openRun } from "./common.ts";
 
 const USAGE =
@@ -94,7 +94,7 @@ async function main(args: string[]): Promise<void> {
   const backendName = requestedBackend(spec.backend, Deno.env.get(BACKEND_ENV));
   if (isError(backendName)) exitWithError(backendName);
   const pipelineFlags = taskPermissions(
-    await Deno.readTextFile(new URL("../../deno.json", import.meta.url)),
+    await Deno.readTextFile(new URL("../deno.json", import.meta.url)),
     workerTask(backendName),
   );
   const metrics = fileMetricsLog(join(dir, "metrics.jsonl"));

@@ -24,8 +24,8 @@ import {
 } from "../stages/evaluate.ts";
 import type { TeacherArtifact } from "../stages/teacher/model.ts";
 import { applyOverrides } from "./config.ts";
-import { type PipelineError, pipelineError, toPipelineError } from "./errors.ts";
-import { type Artifact, runStage, type Runtime } from "./runtime.ts";
+import { type PipelineError, pipelineError, toPipelineError } from "../core/errors.ts";
+import { type Artifact, runStage, type Runtime } from "../core/runtime.ts";
 
 /** The whole configuration of a run, one section per stage. */
 export interface PipelineConfig {

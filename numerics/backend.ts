@@ -12,7 +12,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { existsSync } from "node:fs";
-import { type PipelineError, pipelineError } from "./errors.ts";
+import { type PipelineError, pipelineError } from "../core/errors.ts";
 
 /** Backend names accepted by `--backend` and `OBD_BACKEND`. */
 export const BACKENDS = ["tensorflow", "wasm", "cpu"] as const;

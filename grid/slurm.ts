@@ -12,7 +12,7 @@
  * `config` when `sbatch` refuses a script or an option is malformed.
  * @module
  */
-import { fail } from "./errors.ts";
+import { fail } from "../core/errors.ts";
 
 /** A Slurm job state as the tools print it (`PENDING`, `RUNNING`, `COMPLETED`, `FAILED`, …). */
 export type JobState =

@@ -6,8 +6,8 @@
  * @module
  */
 
-import { symmetricEigen } from "../../numerics/eigen.ts";
-export { type Eigen, symmetricEigen } from "../../numerics/eigen.ts";
+import { symmetricEigen } from "../numerics/eigen.ts";
+export { type Eigen, symmetricEigen } from "../numerics/eigen.ts";
 
 /** A fitted 2-D PCA: the data mean, the two leading components and their share of the variance. */
 export interface Pca2 {

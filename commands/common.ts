@@ -4,9 +4,9 @@
  * @module
  */
 
-import { formatError, type PipelineError } from "../errors.ts";
-import { fileMetricsLog, type MetricsLog } from "../metrics.ts";
-import { consoleProgress, type ProgressFactory } from "../progress.ts";
+import { formatError, type PipelineError } from "../core/errors.ts";
+import { fileMetricsLog, type MetricsLog } from "../core/metrics.ts";
+import { consoleProgress, type ProgressFactory } from "../core/progress.ts";
 
 /** Prints `error` as one line on stderr and exits with status 1 (2 for usage errors). */
 export function exitWithError(error: PipelineError): never {

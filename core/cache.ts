@@ -4,7 +4,7 @@
  * place, so a reader sees a complete entry or none; every read re-checks the files' sha256 against
  * the manifest, so a damaged entry is reported and recomputed instead of used. A process killed
  * mid-write leaves only a temporary directory, which no lookup reads; the next writer of that key
- * (the holder of its compute lock, see `pipeline/lock.ts`) removes it with `removeLeftovers`.
+ * (the holder of its compute lock, see `core/lock.ts`) removes it with `removeLeftovers`.
  * @module
  */
 

@@ -6,11 +6,11 @@
  */
 
 import { join } from "node:path";
-import { type RunRecord, stageTimings, summarize, type SummaryInput, writeSummaryFiles } from "../stages/summarize.ts";
+import { type RunRecord, stageTimings, summarize, type SummaryInput, writeSummaryFiles } from "./summarize.ts";
 import type { DistillConfig } from "../stages/distill.ts";
 import { teacherScore } from "../stages/evaluate.ts";
-import type { PipelineConfig, StudyResult } from "./obd.ts";
-import type { Artifact } from "./runtime.ts";
+import type { PipelineConfig, StudyResult } from "../study/obd.ts";
+import type { Artifact } from "../core/runtime.ts";
 
 /** What a report says about how it was made. */
 export interface ReportMeta {

@@ -12,14 +12,14 @@
  * @module
  */
 
-import { loadD4rlDataset, observationStats } from "../../datasets/d4rl.ts";
-import { writeFloatDatasets } from "../../datasets/hdf5.ts";
-import { computeStateDensity, DEFAULT_DENSITY_CONFIG, type DensityConfig } from "../../stages/density.ts";
-import { locateDataset } from "../../stages/load.ts";
-import { BACKEND_ENV, initBackend, requestedBackend } from "../backend.ts";
-import { helpText, parseCommandLine } from "../cli.ts";
-import { type PipelineError, pipelineError, toPipelineError } from "../errors.ts";
-import { TOOL_VERSION } from "../version.ts";
+import { loadD4rlDataset, observationStats } from "../datasets/d4rl.ts";
+import { writeFloatDatasets } from "../datasets/hdf5.ts";
+import { computeStateDensity, DEFAULT_DENSITY_CONFIG, type DensityConfig } from "../stages/density.ts";
+import { locateDataset } from "../stages/load.ts";
+import { BACKEND_ENV, initBackend, requestedBackend } from "../numerics/backend.ts";
+import { helpText, parseCommandLine } from "../core/cli.ts";
+import { type PipelineError, pipelineError, toPipelineError } from "../core/errors.ts";
+import { TOOL_VERSION } from "../core/version.ts";
 import { exitWithError, isError, openRun } from "./common.ts";
 
 const d = DEFAULT_DENSITY_CONFIG;

@@ -9,15 +9,15 @@
  * `status.json` (each task's latest outcome) and one log per task and attempt.
  *
  * The pure parts (parsing, expansion, command lines, the job script) are separate from the effects
- * (processes, files, Slurm), which stay in the executors and in `pipeline/commands/grid.ts`.
+ * (processes, files, Slurm), which stay in the executors and in `commands/grid.ts`.
  * @module
  */
 
 import { isAbsolute, join, relative, resolve } from "node:path";
-import { requestedBackend } from "./backend.ts";
-import { type OptionSpec, parseCommandLine } from "./cli.ts";
-import { type PipelineError, pipelineError, toPipelineError } from "./errors.ts";
-import { type Method, METHODS, presetConfig, PRESETS } from "./obd.ts";
+import { requestedBackend } from "../numerics/backend.ts";
+import { type OptionSpec, parseCommandLine } from "../core/cli.ts";
+import { type PipelineError, pipelineError, toPipelineError } from "../core/errors.ts";
+import { type Method, METHODS, presetConfig, PRESETS } from "../study/obd.ts";
 import {
   arrayTaskStates,
   renderArrayScript,
@@ -33,7 +33,7 @@ export const EXECUTORS = ["local", "slurm"] as const;
 export type Executor = (typeof EXECUTORS)[number];
 
 /** The script every task runs, relative to the repository root. */
-export const PIPELINE_SCRIPT = "pipeline/commands/pipeline.ts";
+export const PIPELINE_SCRIPT = "commands/pipeline.ts";
 
 /** A grid of pipeline runs. */
 export interface GridSpec {
@@ -399,7 +399,7 @@ export function checkGridPermissions(
       return pipelineError(
         "config",
         `the grid summarizes its tasks itself and may not ${what}`,
-        `run it as deno run <the grid task's flags, with ${flag}> pipeline/commands/grid.ts …, or keep the cache and datasets under data/`,
+        `run it as deno run <the grid task's flags, with ${flag}> commands/grid.ts …, or keep the cache and datasets under data/`,
       );
     }
   }

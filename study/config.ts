@@ -5,7 +5,7 @@
  * @module
  */
 
-import { type PipelineError, pipelineError } from "./errors.ts";
+import { type PipelineError, pipelineError } from "../core/errors.ts";
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 

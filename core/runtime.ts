@@ -9,7 +9,7 @@
  * everything upstream keeps its key and is reused.
  *
  * Several processes may share one cache (grid workers, Slurm array tasks): before computing a
- * missing entry the runtime takes its lock (`pipeline/lock.ts`); a process that finds the lock
+ * missing entry the runtime takes its lock (`core/lock.ts`); a process that finds the lock
  * taken waits, then reuses the entry the holder wrote, so each entry is computed once.
  * @module
  */

@@ -29,10 +29,10 @@
 import * as aq from "arquero";
 import { join } from "node:path";
 import { ENV_NAMES, type EnvName } from "../envs/locomotion.ts";
-import { fail } from "../pipeline/errors.ts";
-import { TOOL_VERSION } from "../pipeline/version.ts";
+import { fail } from "../core/errors.ts";
+import { TOOL_VERSION } from "../core/version.ts";
 import { Rng } from "../numerics/random.ts";
-import type { DistilledSet } from "./distill.ts";
+import type { DistilledSet } from "../stages/distill.ts";
 import {
   evaluationLog,
   type EvaluationPoint,
@@ -41,10 +41,10 @@ import {
   meanStd,
   type MethodScore,
   type SyntheticSet,
-} from "./evaluate.ts";
-import { normalizeStates, type OfflineDataset } from "./load.ts";
-import { fitPca2, projectPca2 } from "./summarize/pca.ts";
-import { histogram, lineChart, type ReferenceLine, scatterPlot, type Series } from "./summarize/svg.ts";
+} from "../stages/evaluate.ts";
+import { normalizeStates, type OfflineDataset } from "../stages/load.ts";
+import { fitPca2, projectPca2 } from "./pca.ts";
+import { histogram, lineChart, type ReferenceLine, scatterPlot, type Series } from "./svg.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Inputs and outputs

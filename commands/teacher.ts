@@ -15,8 +15,8 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { ENV_NAMES, ENV_SPECS, type EnvName } from "../../envs/locomotion.ts";
-import { datasetMeanScore, loadStage, locateDataset, type OfflineDataset } from "../../stages/load.ts";
+import { ENV_NAMES, ENV_SPECS, type EnvName } from "../envs/locomotion.ts";
+import { datasetMeanScore, loadStage, locateDataset, type OfflineDataset } from "../stages/load.ts";
 import {
   defaultTeacherConfig,
   evaluateTeacher,
@@ -26,15 +26,15 @@ import {
   type TeacherConfig,
   teacherFromArtifact,
   teacherStage,
-} from "../../stages/teacher.ts";
-import { checkTeacherFitsDataset } from "../../stages/teacher/model.ts";
-import { readTorchCheckpoint, teacherFromCorl } from "../../stages/teacher/torch_import.ts";
-import { BACKEND_ENV, initBackend, requestedBackend } from "../backend.ts";
-import { helpText, parseCommandLine } from "../cli.ts";
-import { applyOverrides } from "../config.ts";
-import { fail, type PipelineError, pipelineError, toPipelineError } from "../errors.ts";
-import type { ProgressFactory } from "../progress.ts";
-import { type Artifact, createRuntime, runStage, type Runtime } from "../runtime.ts";
+} from "../stages/teacher.ts";
+import { checkTeacherFitsDataset } from "../stages/teacher/model.ts";
+import { readTorchCheckpoint, teacherFromCorl } from "../stages/teacher/torch_import.ts";
+import { BACKEND_ENV, initBackend, requestedBackend } from "../numerics/backend.ts";
+import { helpText, parseCommandLine } from "../core/cli.ts";
+import { applyOverrides } from "../study/config.ts";
+import { fail, type PipelineError, pipelineError, toPipelineError } from "../core/errors.ts";
+import type { ProgressFactory } from "../core/progress.ts";
+import { type Artifact, createRuntime, runStage, type Runtime } from "../core/runtime.ts";
 import { exitWithError, isError, openRun } from "./common.ts";
 
 const OPTIONS = {

@@ -7,11 +7,11 @@
  * @module
  */
 
-import { d4rlAliases } from "../../datasets/d4rl.ts";
-import { datasetMeanScore } from "../../stages/load.ts";
-import { BACKEND_ENV, initBackend, requestedBackend } from "../backend.ts";
-import { helpText, parseCommandLine } from "../cli.ts";
-import { pipelineError, toPipelineError } from "../errors.ts";
+import { d4rlAliases } from "../datasets/d4rl.ts";
+import { datasetMeanScore } from "../stages/load.ts";
+import { BACKEND_ENV, initBackend, requestedBackend } from "../numerics/backend.ts";
+import { helpText, parseCommandLine } from "../core/cli.ts";
+import { pipelineError, toPipelineError } from "../core/errors.ts";
 import {
   DEFAULT_METHODS,
   type Method,
@@ -23,9 +23,9 @@ import {
   UNTIL_STAGES,
   type UntilStage,
   withSeed,
-} from "../obd.ts";
-import { table1Path, writeStudyReport } from "../report.ts";
-import { createRuntime } from "../runtime.ts";
+} from "../study/obd.ts";
+import { table1Path, writeStudyReport } from "../report/report.ts";
+import { createRuntime } from "../core/runtime.ts";
 import { exitWithError, isError, openRun } from "./common.ts";
 
 const OPTIONS = {

@@ -8,12 +8,12 @@
  */
 
 import { dirname } from "node:path";
-import { ENV_NAMES, ENV_SPECS, type EnvName } from "../../envs/locomotion.ts";
-import { collect, type CollectConfig, DATASET_KINDS, type DatasetKind, defaultCollectConfig } from "../../datasets/collect.ts";
-import { writeD4rlFile } from "../../datasets/hdf5.ts";
-import { helpText, parseCommandLine } from "../cli.ts";
-import { pipelineError, toPipelineError } from "../errors.ts";
-import { TOOL_VERSION } from "../version.ts";
+import { ENV_NAMES, ENV_SPECS, type EnvName } from "../envs/locomotion.ts";
+import { collect, type CollectConfig, DATASET_KINDS, type DatasetKind, defaultCollectConfig } from "../datasets/collect.ts";
+import { writeD4rlFile } from "../datasets/hdf5.ts";
+import { helpText, parseCommandLine } from "../core/cli.ts";
+import { pipelineError, toPipelineError } from "../core/errors.ts";
+import { TOOL_VERSION } from "../core/version.ts";
 import { exitWithError, isError, openRun } from "./common.ts";
 
 const OPTIONS = {
