@@ -13,18 +13,22 @@
 
 // Pipeline runtime
 export { type Artifact, createRuntime, runStage, type Runtime, stageKey } from "./core/runtime.ts";
-export { defineStage, type Stage, type StageContext } from "./core/stage.ts";
+export { type CheckpointStore, defineStage, keyConfig, type Stage, type StageContext } from "./core/stage.ts";
+export { type ResumableLoop, runResumable } from "./core/loop.ts";
+export { writeAtomic, writeFileAtomic, writeJsonAtomic } from "./core/atomic.ts";
 export { ArtifactCache, type Manifest } from "./core/cache.ts";
 export { type ErrorKind, formatError, type PipelineError, pipelineError } from "./core/errors.ts";
-export { BACKENDS, type BackendInfo, type BackendName, initBackend } from "./numerics/backend.ts";
+export { type BackendInfo, type BackendName, BACKENDS, initBackend } from "./numerics/backend.ts";
 export { consoleProgress, type Progress, type ProgressFactory, silentProgress } from "./core/progress.ts";
 export { fileMetricsLog, memoryMetricsLog, type MetricsLog } from "./core/metrics.ts";
-export { loadCheckpoint, saveCheckpoint } from "./core/checkpoint.ts";
+export { directoryCheckpoint, loadCheckpoint, saveCheckpoint } from "./core/checkpoint.ts";
 export {
+  baselinesConfig,
   DEFAULT_METHODS,
+  distillConfig,
   type Method,
-  METHODS,
   type MethodRun,
+  METHODS,
   type PipelineConfig,
   presetConfig,
   PRESETS,
@@ -35,9 +39,16 @@ export {
   type StudyResult,
   UNTIL_STAGES,
   type UntilStage,
+  validateStudy,
   withSeed,
 } from "./study/obd.ts";
-export { type ReportMeta, studyRunRecords, studySummaryInput, writeStudyReport } from "./report/report.ts";
+export {
+  type ReportMeta,
+  studyBaselineRecords,
+  studyRunRecords,
+  studySummaryInput,
+  writeStudyReport,
+} from "./report/report.ts";
 export {
   EXECUTORS,
   expandGrid,
@@ -50,7 +61,13 @@ export {
   type TaskOutcome,
 } from "./grid/grid.ts";
 export { acquireLock, DEFAULT_LOCK_OPTIONS, type LockOptions } from "./core/lock.ts";
-export { arrayTaskStates, renderArrayScript, slurmAvailable, submitArray, waitForArray } from "./grid/slurm.ts";
+export {
+  arrayTaskStates,
+  renderArrayScript,
+  slurmAvailable,
+  submitArray,
+  waitForArray,
+} from "./grid/slurm.ts";
 
 // Stages
 export {
@@ -58,8 +75,8 @@ export {
   EMBEDDED_DATASET,
   type LoadConfig,
   loadStage,
-  type LocatedDataset,
   locateDataset,
+  type LocatedDataset,
   normalizeStates,
   type OfflineDataset,
 } from "./stages/load.ts";
@@ -69,6 +86,7 @@ export {
   distill,
   type DistillConfig,
   type DistilledSet,
+  type DistillSettings,
   distillStage,
   type Objective,
   OBJECTIVES,
@@ -76,56 +94,151 @@ export {
   QUICK_DISTILL,
 } from "./stages/distill.ts";
 export { metaGradient, studentForward, unrollInnerLoop } from "./stages/distill/metagradient.ts";
-export { MetaGradientPool, requestedMetaGradientThreads, THREADS_ENV } from "./stages/distill/metagradient_pool.ts";
+export {
+  MetaGradientPool,
+  requestedMetaGradientThreads,
+  THREADS_ENV,
+} from "./stages/distill/metagradient_pool.ts";
+export {
+  ensemblePolicy,
+  PAPER_STUDENT,
+  type StudentConfig,
+  studentProtocol,
+  trainStudent,
+  validateStudentConfig,
+} from "./stages/student.ts";
+export { fitStudent } from "./stages/student_fit.ts";
+export { randomRealSet, type SyntheticSet, validateSyntheticSet } from "./stages/synset.ts";
+export { episodeSeed, meanScore, type PolicyScores, scoreSet, studentSeed } from "./stages/scores.ts";
+export {
+  evaluate,
+  type EvaluateSettings,
+  evaluateStage,
+  type EvaluationReport,
+  PAPER_EVALUATE,
+  type SetEvaluationConfig,
+  setEvaluationConfig,
+} from "./stages/evaluate.ts";
 export {
   type BaselinesConfig,
-  baselinesConfig,
-  type BaselinesInputs,
+  type BaselinesReport,
   baselinesStage,
   evaluateBaselines,
-  type EvaluateConfig,
-  type EvaluationReport,
-  evaluateStage,
-  evaluateSyntheticSet,
-  PAPER_EVALUATE,
-  QUICK_EVALUATE,
-  type SyntheticSet,
-  trainStudent,
-} from "./stages/evaluate.ts";
+  table4BcSteps,
+} from "./stages/baselines.ts";
 export { stageTimings, summarize, writeSummaryFiles } from "./report/summarize.ts";
-export { computeStateDensity, DEFAULT_DENSITY_CONFIG, type DensityConfig, densityStage, type StateDensity } from "./stages/density.ts";
+export {
+  computeStateDensity,
+  DEFAULT_DENSITY_CONFIG,
+  type DensityConfig,
+  densityStage,
+  type StateDensity,
+} from "./stages/density.ts";
 export { gaussianKdeLogDensity, scottBandwidth, silvermanBandwidth } from "./numerics/kde.ts";
 
 // Environments and datasets
-export { ENV_NAMES, ENV_SPECS, type EnvName, LocomotionEnv, normalizedScore, VecLocomotionEnv } from "./envs/locomotion.ts";
-export { episodeReturns, observationStats, qlearningView, resolveD4rlAlias, validateD4rl } from "./datasets/d4rl.ts";
+export {
+  ENV_NAMES,
+  ENV_SPECS,
+  type EnvName,
+  LocomotionEnv,
+  normalizedScore,
+  VecLocomotionEnv,
+} from "./envs/locomotion.ts";
+export {
+  episodeReturns,
+  observationStats,
+  qlearningView,
+  resolveD4rlAlias,
+  validateD4rl,
+} from "./datasets/d4rl.ts";
 export { readD4rlFile, writeD4rlFile } from "./datasets/hdf5.ts";
 export { collect, type CollectConfig, DATASET_KINDS, defaultCollectConfig } from "./datasets/collect.ts";
-export { Rng } from "./numerics/random.ts";
+export { deriveSeed, Rng } from "./numerics/random.ts";
+export {
+  bootstrapInterval,
+  interquartileMean,
+  mean,
+  meanStd,
+  pairedDifference,
+  type ScoreTree,
+} from "./numerics/statistics.ts";
 export { initMlpWeights, mlpForward, type MlpWeights } from "./numerics/mlp.ts";
 export { evaluatePolicy } from "./envs/rollout.ts";
 
 // Types the API above refers to
 export type { ArtifactInputs } from "./core/runtime.ts";
 export type { Lookup } from "./core/cache.ts";
-export type { Executor, GridRecord, GridReporter, GridRequest, GridStatus, SlurmScriptOptions } from "./grid/grid.ts";
+export type {
+  Executor,
+  GridRecord,
+  GridReporter,
+  GridRequest,
+  GridStatus,
+  SlurmScriptOptions,
+} from "./grid/grid.ts";
 export type { HeldLock, LockHolder } from "./core/lock.ts";
 export type { ArrayScriptOptions, JobState, SubmitOptions, TaskStatus, WaitOptions } from "./grid/slurm.ts";
 export type { ConsoleProgressOptions } from "./core/progress.ts";
-export type { RunRecord, StageTiming, SummaryFiles, SummaryInput } from "./report/summarize.ts";
-export type { CurvePoint, DistillInputs, SynsetInit } from "./stages/distill.ts";
+export type { BaselineRecord, RunRecord, StageTiming, SummaryFiles, SummaryInput, TableCell } from "./report/summarize.ts";
+export type { AtomicOptions } from "./core/atomic.ts";
+export type { FittedStudent } from "./stages/student_fit.ts";
+export { RolloutTally } from "./stages/scores.ts";
+export type { CurvePoint, DistillInputs, SetSnapshot, SynsetInit } from "./stages/distill.ts";
 export { INITS } from "./stages/distill.ts";
-export type { InnerLoopOptions, InnerTrajectory, MetaGradient, OuterBatch, StepRecord, StudentParams } from "./stages/distill/metagradient.ts";
-export type { MetaGradientProblem, MetaGradientValues, ReduceTiming } from "./stages/distill/metagradient_pool.ts";
-export type { CurveSummary, EvaluateInputs, EvaluationPoint, EvaluationSwitches, MethodScore, SetEvaluation, StudentArchitecture, StudentOptimizer, StudentProtocol, VariantScore } from "./stages/evaluate.ts";
-export type { ActMode, GaussianHead, TeacherActor, TeacherAlgorithm, TeacherEvaluation } from "./stages/teacher/model.ts";
+export type {
+  InnerLoopOptions,
+  InnerTrajectory,
+  MetaGradient,
+  OuterBatch,
+  StepRecord,
+  StudentParams,
+} from "./stages/distill/metagradient.ts";
+export type {
+  MetaGradientProblem,
+  MetaGradientValues,
+  ReduceTiming,
+} from "./stages/distill/metagradient_pool.ts";
+export type { CurveScore, EvaluateInputs, EvaluationSwitches, VariantScore } from "./stages/evaluate.ts";
+export type { Student, StudentArchitecture, StudentProtocol, TrainedStudent } from "./stages/student.ts";
+export type {
+  OptimizerSettings,
+  StudentOptimizer,
+  StudentTraining,
+  TrainingPairs,
+} from "./stages/student_fit.ts";
+export type { EvaluationSize, ScoredUnit } from "./stages/scores.ts";
+export type { BootstrapOptions, Difference, Interval, Statistic } from "./numerics/statistics.ts";
+export type {
+  ActMode,
+  GaussianHead,
+  TeacherActor,
+  TeacherAlgorithm,
+  TeacherEvaluation,
+} from "./stages/teacher/model.ts";
 export { TEACHER_FORMAT, TEACHER_FORMAT_VERSION } from "./stages/teacher/model.ts";
 export type { Td3bcConfig } from "./stages/teacher/td3bc.ts";
 export type { CalqlConfig } from "./stages/teacher/calql.ts";
 export type { EnvSpec, StepResult, VecStepResult } from "./envs/locomotion.ts";
 export type { BatchPolicy, Evaluation } from "./envs/rollout.ts";
-export type { D4rlDataset, D4rlDatasetInfo, D4rlEnv, D4rlKind, EpisodeReturns, ObservationStats, QLearningView, ValidateOptions } from "./datasets/d4rl.ts";
-export type { AttrValue, D4rlArrays, H5Array, RawD4rlDatasets, RawD4rlFile, WritableAttr } from "./datasets/hdf5.ts";
+export type {
+  D4rlDataset,
+  D4rlDatasetInfo,
+  D4rlEnv,
+  D4rlKind,
+  EpisodeReturns,
+  ObservationStats,
+  QLearningView,
+  ValidateOptions,
+} from "./datasets/d4rl.ts";
+export type {
+  AttrValue,
+  D4rlArrays,
+  H5Array,
+  RawD4rlDatasets,
+  RawD4rlFile,
+  WritableAttr,
+} from "./datasets/hdf5.ts";
 export type { BehaviourPolicy, CollectedDataset, CollectServices, DatasetKind } from "./datasets/collect.ts";
 export type { ArsConfig, LinearPolicy, TransitionBuffers } from "./datasets/ars.ts";
 export type { KdeOptions, KdeResult, OnProgress, Points, WeightStats } from "./numerics/kde.ts";

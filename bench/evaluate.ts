@@ -18,17 +18,11 @@
 import * as tf from "@tensorflow/tfjs";
 import { type BatchPolicy, evaluatePolicy } from "../envs/rollout.ts";
 import { BACKEND_ENV, initBackend, requestedBackend } from "../numerics/backend.ts";
-import { silentProgress } from "../core/progress.ts";
+import { standaloneContext } from "../core/stage.ts";
 import { disposeMlp } from "../numerics/mlp.ts";
 import { Rng } from "../numerics/random.ts";
-import {
-  ensemblePolicy,
-  PAPER_STUDENT,
-  randomSelectionSet,
-  type Student,
-  studentPolicy,
-  trainStudent,
-} from "../stages/evaluate.ts";
+import { ensemblePolicy, mlpStudent, PAPER_STUDENT, type Student, studentProtocol, trainStudent } from "../stages/student.ts";
+import { randomRealSet } from "../stages/synset.ts";
 import { EMBEDDED_DATASET, loadStage } from "../stages/load.ts";
 import { intArg } from "./args.ts";
 
@@ -46,25 +40,16 @@ const loaded = await loadStage.run({}, {
   sha256: "-",
   env: EMBEDDED_DATASET.env,
   minTransitions: 5000,
-}, {
-  progress: silentProgress,
-  log: () => {},
-  metric: () => {},
-  backend: backend.label,
-  workDir: "data/bench",
-})();
+}, standaloneContext({ backend: backend.label }))();
 if (loaded._tag === "Left") throw new Error(loaded.left.message);
 const data = loaded.right;
-const { indices: _indices, ...set } = randomSelectionSet(data, 256, new Rng(0));
+const { indices: _indices, ...set } = randomRealSet(data, 256, 0);
+const protocol = studentProtocol(PAPER_STUDENT, data.env);
 
 const trainStart = performance.now();
-const members = Array.from({ length: 10 }, (_, k) => trainStudent(set, PAPER_STUDENT, new Rng(100 + k)));
+const members = Array.from({ length: 10 }, (_, k) => trainStudent(set, protocol, new Rng(100 + k)).params);
 const trainSeconds = (performance.now() - trainStart) / 1000 / members.length;
-const students: Student[] = members.map((params) => ({
-  architecture: { kind: "mlp", hidden: PAPER_STUDENT.hidden },
-  params,
-  maxAction: 1,
-}));
+const students: Student[] = members.map((params) => mlpStudent(params, protocol.maxAction));
 
 /** Times `policy` inside rollouts: best of REPEATS runs of EPISODES episodes (same seeds each time). */
 async function bench(name: string, policy: BatchPolicy): Promise<void> {
@@ -106,7 +91,7 @@ async function bench(name: string, policy: BatchPolicy): Promise<void> {
   }));
 }
 
-await bench("student", studentPolicy(members[0], set, 1));
+await bench("student", ensemblePolicy([students[0]], set));
 await bench("ensemble", ensemblePolicy(students, set));
 const zeros = (n: number) => new Float32Array(n * data.actDim);
 await bench("constant", (_states, n) => zeros(n));

@@ -22,22 +22,18 @@
 import * as tf from "@tensorflow/tfjs";
 import { evaluatePolicy } from "../envs/rollout.ts";
 import { BACKEND_ENV, initBackend, requestedBackend } from "../numerics/backend.ts";
-import { consoleProgress, silentProgress } from "../core/progress.ts";
+import { consoleProgress } from "../core/progress.ts";
 import { intArg, intListArg, positiveArg } from "./args.ts";
-import type { StageContext } from "../core/stage.ts";
+import { type StageContext, standaloneContext } from "../core/stage.ts";
 import { tidyPlain } from "../numerics/mlp.ts";
-import { Rng, stepRng } from "../numerics/random.ts";
+import { deriveSeed, Rng } from "../numerics/random.ts";
 import { datasetMeanScore, EMBEDDED_DATASET, loadStage, normalizeStates, type OfflineDataset } from "../stages/load.ts";
 import { defaultTeacherConfig, teacherStage } from "../stages/teacher.ts";
 import { Calql, CALQL_DEFAULTS, calqlNoise, initCalqlWeights } from "../stages/teacher/calql.ts";
-import {
-  disposeStudent,
-  ensemblePolicy,
-  fitStudent,
-  meanStd,
-  PAPER_EVALUATE,
-  PAPER_STUDENT,
-} from "../stages/evaluate.ts";
+import { PAPER_EVALUATE } from "../stages/evaluate.ts";
+import { meanStd } from "../numerics/statistics.ts";
+import { disposeStudent, ensemblePolicy, PAPER_STUDENT, studentProtocol } from "../stages/student.ts";
+import { fitStudent } from "../stages/student_fit.ts";
 import { gatherBatch, replayTensors, returnsToGo, sampleIndices } from "../stages/teacher/data.ts";
 import { initTd3bcWeights, targetNoise, Td3bc, TD3BC_DEFAULTS } from "../stages/teacher/td3bc.ts";
 
@@ -48,8 +44,8 @@ if ("kind" in started) throw new Error(started.message);
 const backend = started;
 
 /** A stage context that keeps everything in memory (the bench may only write under data/bench). */
-function benchContext(workDir: string): StageContext {
-  return { progress: silentProgress, log: () => {}, metric: () => {}, backend: backend.label, workDir };
+function benchContext(): StageContext {
+  return standaloneContext({ backend: backend.label });
 }
 
 /** The embedded dataset through the load stage's own code, without the cache. */
@@ -59,7 +55,7 @@ async function embedded(): Promise<OfflineDataset> {
     sha256: "-",
     env: EMBEDDED_DATASET.env,
     minTransitions: 5000,
-  }, benchContext("data/bench"))();
+  }, benchContext())();
   if (result._tag === "Left") throw new Error(result.left.message);
   return result.right;
 }
@@ -99,7 +95,7 @@ function benchSpeed(): void {
     const learner = new Td3bc(initTd3bcWeights(data.obsDim, data.actDim, hyper, new Rng(0)), hyper, 1);
     const seconds = time(
       (t) => {
-        const rng = stepRng(0, t);
+        const rng = new Rng(deriveSeed(0, t));
         const idx = sampleIndices(rng, data.n, hyper.batchSize);
         const noise = targetNoise(rng, hyper.batchSize, data.actDim, hyper, 1);
         tidyPlain(() => learner.update(gatherBatch(replay, idx), noise, (t + 1) % 100 === 0)); // a sync now and then, as in training
@@ -124,7 +120,7 @@ function benchSpeed(): void {
     const learner = new Calql(initCalqlWeights(data.obsDim, data.actDim, hyper, new Rng(0)), hyper, 1);
     const seconds = time(
       (t) => {
-        const rng = stepRng(0, t);
+        const rng = new Rng(deriveSeed(0, t));
         const idx = sampleIndices(rng, data.n, hyper.batchSize);
         const noise = calqlNoise(rng, hyper.batchSize, data.actDim, hyper.cqlNActions);
         tidyPlain(() => learner.update(gatherBatch(replay, idx), noise, true));
@@ -163,10 +159,10 @@ async function wholeDataBc(steps: number, learningRate: number, policies: number
   const scores: number[] = [];
   for (let p = 0; p < policies; p++) {
     const student = fitStudent(pairs, {
-      architecture: { kind: "mlp", hidden: PAPER_STUDENT.hidden },
+      architecture: { kind: "mlp", hidden: studentProtocol(PAPER_STUDENT, data.env).hidden },
       optimizer: { kind: "adam", learningRate },
       steps,
-      maxAction: PAPER_STUDENT.maxAction,
+      maxAction: studentProtocol(PAPER_STUDENT, data.env).maxAction,
       batchSize: PAPER_EVALUATE.bcBatchSize,
     }, rng.fork());
     try {
@@ -223,7 +219,7 @@ async function benchQuality(): Promise<void> {
   }
   const evaluations: { step: number; normalizedScore: number }[] = [];
   const ctx: StageContext = {
-    ...benchContext(`data/bench/teacher-work-${crypto.randomUUID().slice(0, 8)}`),
+    ...benchContext(),
     progress: consoleProgress(),
     log: (record) => {
       if (record.event !== "eval") return;
@@ -239,7 +235,6 @@ async function benchQuality(): Promise<void> {
   };
   const config = { ...defaultTeacherConfig("td3bc"), steps, seed, evalEvery };
   const result = await teacherStage.run({ dataset: data }, config, ctx)();
-  await Deno.remove(ctx.workDir, { recursive: true }).catch(() => {});
   if (result._tag === "Left") throw new Error(result.left.message);
   const lastThree = evaluations.slice(-3).map((e) => e.normalizedScore);
   const teacher = meanStd(lastThree).mean;

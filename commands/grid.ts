@@ -33,8 +33,8 @@ import {
   taskPermissions,
   workerPermissions,
   workerTask,
-  writeJsonAtomic,
 } from "../grid/grid.ts";
+import { writeJsonAtomic } from "../core/atomic.ts";
 import { fileMetricsLog } from "../core/metrics.ts";
 import { presetConfig, runStudy, type StudyResult, withSeed } from "../study/obd.ts";
 import { consoleProgress } from "../core/progress.ts";

@@ -8,6 +8,8 @@
  */
 
 import { d4rlAliases } from "../datasets/d4rl.ts";
+import { requestedMetaGradientThreads } from "../stages/distill/metagradient_pool.ts";
+import { meanScore } from "../stages/scores.ts";
 import { datasetMeanScore } from "../stages/load.ts";
 import { BACKEND_ENV, initBackend, requestedBackend } from "../numerics/backend.ts";
 import { helpText, parseCommandLine } from "../core/cli.ts";
@@ -22,6 +24,7 @@ import {
   STAGE_NAMES,
   UNTIL_STAGES,
   type UntilStage,
+  validateStudy,
   withSeed,
 } from "../study/obd.ts";
 import { table1Path, writeStudyReport } from "../report/report.ts";
@@ -32,15 +35,32 @@ const OPTIONS = {
   method: {
     type: "string",
     multiple: true,
-    help: `method(s) to compare, repeatable or comma-separated: ${METHODS.join(", ")} (default ${DEFAULT_METHODS.join(",")})`,
+    help: `method(s) to compare, repeatable or comma-separated: ${METHODS.join(", ")} (default ${
+      DEFAULT_METHODS.join(",")
+    })`,
   },
   preset: { type: "string", help: `settings preset: ${Object.keys(PRESETS).join(", ")} (default quick)` },
-  seed: { type: "string", help: "distillation seed (teacher, densities and baselines are shared by seeds; default the preset's)" },
+  seed: {
+    type: "string",
+    help:
+      "one distillation seed (teacher, densities and baselines are shared by seeds; default the preset's seeds)",
+  },
+  seeds: {
+    type: "string",
+    help: "several distillation seeds, comma-separated, e.g. 0,1,2 (the same as --set seeds=0,1,2)",
+  },
   set: { type: "string", multiple: true, help: "override one setting, e.g. --set distill.outerSteps=500" },
   until: { type: "string", help: `stop after this stage: ${UNTIL_STAGES.join(", ")} (default summarize)` },
-  force: { type: "string", multiple: true, help: `recompute a stage even if cached (${STAGE_NAMES.join(", ")})` },
+  force: {
+    type: "string",
+    multiple: true,
+    help: `recompute a stage even if cached (${STAGE_NAMES.join(", ")})`,
+  },
   "cache-dir": { type: "string", help: "where stage outputs are cached (default data/cache)" },
-  "run-dir": { type: "string", help: "where this run's log and report go (default a new data/runs/<stamp>-<dataset>-…)" },
+  "run-dir": {
+    type: "string",
+    help: "where this run's log and report go (default a new data/runs/<stamp>-<dataset>-…)",
+  },
   backend: { type: "string", help: `tensor backend: wasm (default), cpu, tensorflow (or ${BACKEND_ENV})` },
   help: { type: "boolean", help: "show this help" },
 } as const;
@@ -50,7 +70,9 @@ const USAGE = "deno task pipeline [embedded|<d4rl alias>|<file.hdf5>] [options]"
 function parseMethods(values: readonly string[] | undefined) {
   const names = (values ?? []).flatMap((v) => v.split(",")).map((s) => s.trim()).filter(Boolean);
   const unknown = names.find((n) => !(METHODS as readonly string[]).includes(n));
-  if (unknown) return pipelineError("config", `--method ${unknown}: no such method`, `methods: ${METHODS.join(", ")}`);
+  if (unknown) {
+    return pipelineError("config", `--method ${unknown}: no such method`, `methods: ${METHODS.join(", ")}`);
+  }
   return names.length ? [...new Set(names)] as Method[] : [...DEFAULT_METHODS];
 }
 
@@ -65,20 +87,52 @@ async function main(args: string[]): Promise<void> {
   const presetName = (v.preset as string | undefined) ?? "quick";
   let config = presetConfig(presetName, (v.set as string[] | undefined) ?? []);
   if (isError(config)) exitWithError(config);
+  if (v.seed !== undefined && v.seeds !== undefined) {
+    exitWithError(pipelineError("config", "--seed and --seeds both given", "give one of them"));
+  }
   if (v.seed !== undefined) {
     const seed = Number(v.seed);
-    if (!Number.isInteger(seed) || seed < 0) exitWithError(pipelineError("config", `--seed ${v.seed} is not a non-negative integer`, "e.g. --seed 1"));
+    if (!Number.isInteger(seed) || seed < 0) {
+      exitWithError(
+        pipelineError("config", `--seed ${v.seed} is not a non-negative integer`, "e.g. --seed 1"),
+      );
+    }
     config = withSeed(config, seed);
+  }
+  if (v.seeds !== undefined) {
+    const seeds = String(v.seeds).split(",").map((x) => Number(x.trim()));
+    if (seeds.length === 0 || seeds.some((x) => !Number.isInteger(x) || x < 0)) {
+      exitWithError(
+        pipelineError(
+          "config",
+          `--seeds ${v.seeds} is not a comma-separated list of non-negative integers`,
+          "e.g. --seeds 0,1,2",
+        ),
+      );
+    }
+    config = { ...config, seeds };
   }
   const methods = parseMethods(v.method as string[] | undefined);
   if (isError(methods)) exitWithError(methods);
   const until = (v.until as string | undefined) ?? "summarize";
   if (!(UNTIL_STAGES as readonly string[]).includes(until)) {
-    exitWithError(pipelineError("config", `--until ${until}: no such stage`, `stages: ${UNTIL_STAGES.join(", ")}`));
+    exitWithError(
+      pipelineError("config", `--until ${until}: no such stage`, `stages: ${UNTIL_STAGES.join(", ")}`),
+    );
   }
   const force = (v.force as string[] | undefined) ?? [];
   const unknownStage = force.find((s) => !(STAGE_NAMES as readonly string[]).includes(s));
-  if (unknownStage) exitWithError(pipelineError("config", `--force ${unknownStage}: no such stage`, `stages: ${STAGE_NAMES.join(", ")}`));
+  if (unknownStage) {
+    exitWithError(
+      pipelineError("config", `--force ${unknownStage}: no such stage`, `stages: ${STAGE_NAMES.join(", ")}`),
+    );
+  }
+  // Every stage's settings are checked before anything starts (the study checks them again, for API users).
+  try {
+    validateStudy(config, methods);
+  } catch (e) {
+    exitWithError(toPipelineError(e));
+  }
   const backendName = requestedBackend(v.backend as string | undefined, Deno.env.get(BACKEND_ENV));
   if (isError(backendName)) exitWithError(backendName);
   const backend = await initBackend(backendName);
@@ -88,11 +142,35 @@ async function main(args: string[]): Promise<void> {
   const cacheRoot = (v["cache-dir"] as string | undefined) ?? "data/cache";
   const run = openRun(`pipeline-${dataset.split("/").pop()}`, v["run-dir"] as string | undefined);
   console.error(
-    `pipeline: dataset ${dataset}, methods ${methods.join(",")}, preset ${presetName}, seed ${config.distill.seed}, backend ${backend.label} (${backend.threads} threads, tfjs ${backend.tfjsVersion}), cache ${cacheRoot}; log ${run.dir}/metrics.jsonl`,
+    `pipeline: dataset ${dataset}, methods ${methods.join(",")}, preset ${presetName}, seeds ${
+      config.seeds.join(",")
+    }, backend ${backend.label} (${backend.threads} threads, tfjs ${backend.tfjsVersion}), cache ${cacheRoot}; log ${run.dir}/metrics.jsonl`,
   );
-  console.error(`config (${presetName}${(v.set as string[] | undefined)?.length ? " with --set" : ""}): ${JSON.stringify(config)}`);
-  run.metrics.log({ event: "start", dataset, methods, preset: presetName, config, backend: backend.label, threads: backend.threads, cacheRoot });
-  const rt = createRuntime({ cacheRoot, backend: backend.label, force, progress: run.progress, metrics: run.metrics, report: (l) => console.error(`  ${l}`) });
+  console.error(
+    `config (${presetName}${(v.set as string[] | undefined)?.length ? " with --set" : ""}): ${
+      JSON.stringify(config)
+    }`,
+  );
+  run.metrics.log({
+    event: "start",
+    dataset,
+    methods,
+    preset: presetName,
+    config,
+    backend: backend.label,
+    threads: backend.threads,
+    cacheRoot,
+  });
+  const threads = requestedMetaGradientThreads();
+  const rt = createRuntime({
+    cacheRoot,
+    backend: backend.label,
+    force,
+    threads,
+    progress: run.progress,
+    metrics: run.metrics,
+    report: (l) => console.error(`  ${l}`),
+  });
   const result = await runStudy(rt, dataset, { methods, until: until as UntilStage }, config)();
   if (result._tag === "Left") {
     run.metrics.log({ event: "failed", error: result.left });
@@ -103,7 +181,11 @@ async function main(args: string[]): Promise<void> {
   let written: string[] = [];
   if (until === "summarize") {
     try {
-      written = await writeStudyReport(run.dir, [study], { runName: run.dir.split("/").pop()!, backend: backend.label, config });
+      written = await writeStudyReport(run.dir, [study], {
+        runName: run.dir.split("/").pop()!,
+        backend: backend.label,
+        config,
+      });
     } catch (e) {
       run.metrics.close();
       exitWithError({ ...toPipelineError(e), stage: "summarize" });
@@ -113,28 +195,48 @@ async function main(args: string[]): Promise<void> {
   const d = study.dataset.value;
   const round = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? null : +x.toFixed(2));
   const teacher = study.teacher?.value;
-  const baselines = study.baselines?.value.baselines;
+  const baselines = study.baselines?.value;
   const summary = {
     dataset,
     env: d.env,
     transitions: d.n,
-    seed: config.distill.seed,
+    seeds: config.seeds,
     datasetMeanNormalizedReturn: round(datasetMeanScore(d)),
-    teacher: teacher ? { algorithm: teacher.algorithm, steps: teacher.training.steps, normalizedReturn: round(teacher.evaluation?.meanNormalizedScore) } : null,
-    baselines: baselines
-      ? Object.fromEntries(Object.entries(baselines).map(([name, score]) => [name, round(score?.meanNormalizedScore)]))
+    teacher: teacher
+      ? {
+        algorithm: teacher.algorithm,
+        source: teacher.source,
+        steps: teacher.training.steps,
+        normalizedReturn: round(teacher.evaluation?.meanNormalizedScore),
+      }
       : null,
-    methods: study.runs.map(({ method, distilled, evaluation }) => ({
+    baselines: baselines
+      ? {
+        randomSelection: baselines.randomSelection
+          ? round(
+            baselines.randomSelection.reduce((a, s) => a + meanScore(s), 0) /
+              baselines.randomSelection.length,
+          )
+          : null,
+        bc: baselines.bc ? round(meanScore(baselines.bc)) : null,
+      }
+      : null,
+    methods: study.runs.map(({ method, seed, distilled, evaluation }) => ({
       method,
+      seed,
       ...(distilled
         ? {
           synsetSize: distilled.value.size,
           outerSteps: distilled.value.curve.length,
           finalOuterLoss: round(distilled.value.curve[distilled.value.curve.length - 1]?.outerLoss),
-          curve: distilled.value.curve.filter((p) => p.evaluation).map((p) => [p.step, round(p.evaluation!.meanNormalizedScore)]),
         }
         : {}),
-      ...(evaluation ? { evaluation: Object.fromEntries(Object.entries(evaluation.manifest.metrics).filter(([k]) => k.startsWith("normalizedScore.")).map(([k, x]) => [k.slice(16), typeof x === "number" ? round(x) : x])) } : {}),
+      ...(evaluation
+        ? {
+          normalizedReturn: evaluation.value.final ? round(meanScore(evaluation.value.final)) : null,
+          curve: (evaluation.value.curve ?? []).map((p) => [p.step, round(meanScore(p.scores))]),
+        }
+        : {}),
     })),
     stagesComputed: Object.fromEntries(rt.executions),
     report: written.find((f) => f.endsWith("/report.md")) ?? null,

@@ -79,7 +79,9 @@ function decodeNode(node: unknown, files: ReadonlyMap<string, Uint8Array>): unkn
     if (!ctor) throw new Error(`artifact has unknown array type ${record.$typed}`);
     const copy = bytes.slice(); // aligned, owned buffer
     const array = new ctor(copy.buffer, 0, copy.byteLength / ctor.BYTES_PER_ELEMENT);
-    if (array.length !== record.length) throw new Error(`${record.file} holds ${array.length} values, expected ${record.length}`);
+    if (array.length !== record.length) {
+      throw new Error(`${record.file} holds ${array.length} values, expected ${record.length}`);
+    }
     return array;
   }
   if (typeof record.$number === "string" && Object.keys(record).length === 1) return Number(record.$number);

@@ -9,6 +9,7 @@
  */
 
 import { join } from "node:path";
+import { leftoversOf, writeAtomic } from "./atomic.ts";
 import { sha256Hex } from "./hash.ts";
 
 /** Everything recorded about one cached stage output. */
@@ -77,7 +78,9 @@ export class ArtifactCache {
     } catch (e) {
       if (!(e instanceof Deno.errors.NotFound)) throw e;
       const exists = await Deno.stat(dir).then(() => true, () => false);
-      return exists ? { status: "invalid", reason: `${dir} has no ${MANIFEST_FILE} (incomplete entry)` } : { status: "miss" };
+      return exists
+        ? { status: "invalid", reason: `${dir} has no ${MANIFEST_FILE} (incomplete entry)` }
+        : { status: "miss" };
     }
     let manifest: Manifest;
     try {
@@ -94,11 +97,16 @@ export class ArtifactCache {
       try {
         bytes = await Deno.readFile(join(dir, name));
       } catch (e) {
-        if (e instanceof Deno.errors.NotFound) return { status: "invalid", reason: `${dir}: ${name} is missing` };
+        if (e instanceof Deno.errors.NotFound) {
+          return { status: "invalid", reason: `${dir}: ${name} is missing` };
+        }
         throw e;
       }
       if (bytes.byteLength !== expected.bytes) {
-        return { status: "invalid", reason: `${dir}: ${name} has ${bytes.byteLength} bytes, manifest says ${expected.bytes}` };
+        return {
+          status: "invalid",
+          reason: `${dir}: ${name} has ${bytes.byteLength} bytes, manifest says ${expected.bytes}`,
+        };
       }
       if (await sha256Hex(bytes) !== expected.sha256) {
         return { status: "invalid", reason: `${dir}: ${name} does not match its sha256 in the manifest` };
@@ -109,17 +117,16 @@ export class ArtifactCache {
   }
 
   /**
-   * Removes what interrupted writes of one entry left in its stage directory (`.tmp-<key>-*`,
-   * `.old-<key>-*`) and returns their names. Call it only while holding the entry's compute lock:
-   * then no other process is writing that key.
+   * Removes what interrupted writes of one entry left in its stage directory and returns their
+   * names. Call it only while holding the entry's compute lock: then no other process is writing
+   * that key.
    */
   async removeLeftovers(stage: string, key: string): Promise<string[]> {
     const stageDir = join(this.root, stage);
+    const entry = this.entryDir(stage, key);
     const names: string[] = [];
     try {
-      for await (const e of Deno.readDir(stageDir)) {
-        if (e.name.startsWith(`.tmp-${key}-`) || e.name.startsWith(`.old-${key}-`)) names.push(e.name);
-      }
+      for await (const e of Deno.readDir(stageDir)) if (leftoversOf(entry, e.name)) names.push(e.name);
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) return [];
       throw e;
@@ -129,42 +136,28 @@ export class ArtifactCache {
   }
 
   /**
-   * Writes an entry atomically: files and then the manifest into `<stage>/.tmp-<key>-<nonce>/`,
-   * then one rename. On any failure the temporary directory is removed and whatever entry was
-   * there before is left as it was.
+   * Writes an entry atomically (`core/atomic.ts`): files and then the manifest into a temporary
+   * directory, then one rename. On any failure whatever entry was there before is left as it was.
    */
   async write(
     partial: Omit<Manifest, "files">,
     files: ReadonlyMap<string, Uint8Array>,
   ): Promise<Manifest> {
-    const stageDir = join(this.root, partial.stage);
-    await Deno.mkdir(stageDir, { recursive: true });
-    const nonce = crypto.randomUUID().slice(0, 8);
-    const tmp = join(stageDir, `.tmp-${partial.key}-${nonce}`);
-    const target = this.entryDir(partial.stage, partial.key);
-    await Deno.mkdir(tmp);
-    try {
+    await Deno.mkdir(join(this.root, partial.stage), { recursive: true });
+    let manifest!: Manifest;
+    await writeAtomic(this.entryDir(partial.stage, partial.key), async (tmp) => {
+      await Deno.mkdir(tmp);
       const described: Record<string, { bytes: number; sha256: string }> = {};
       for (const [name, bytes] of files) {
         await this.#fs.writeFile(join(tmp, name), bytes);
         described[name] = { bytes: bytes.byteLength, sha256: await sha256Hex(bytes) };
       }
-      const manifest: Manifest = { ...partial, files: described };
-      await this.#fs.writeFile(join(tmp, MANIFEST_FILE), new TextEncoder().encode(JSON.stringify(manifest, null, 2)));
-      // A rename cannot replace a non-empty directory: move an invalid old entry aside first.
-      const old = await Deno.stat(target).then(() => join(stageDir, `.old-${partial.key}-${nonce}`), () => null);
-      if (old) await Deno.rename(target, old);
-      try {
-        await Deno.rename(tmp, target);
-      } catch (e) {
-        if (old) await Deno.rename(old, target).catch(() => {});
-        throw e;
-      }
-      if (old) await Deno.remove(old, { recursive: true });
-      return manifest;
-    } catch (e) {
-      await Deno.remove(tmp, { recursive: true }).catch(() => {});
-      throw e;
-    }
+      manifest = { ...partial, files: described };
+      await this.#fs.writeFile(
+        join(tmp, MANIFEST_FILE),
+        new TextEncoder().encode(JSON.stringify(manifest, null, 2)),
+      );
+    });
+    return manifest;
   }
 }

@@ -52,8 +52,13 @@ export function parseCommandLine(
     }
     return { values: parsed.values as ParsedArgs["values"], positionals: parsed.positionals };
   } catch (e) {
-    const message = (e as Error).message.split("\n")[0].replace(/\.\s*To specify a positional.*$/, "").replace(/\.$/, "");
-    return pipelineError("config", message.charAt(0).toLowerCase() + message.slice(1), `valid options: ${valid}`);
+    const message = (e as Error).message.split("\n")[0].replace(/\.\s*To specify a positional.*$/, "")
+      .replace(/\.$/, "");
+    return pipelineError(
+      "config",
+      message.charAt(0).toLowerCase() + message.slice(1),
+      `valid options: ${valid}`,
+    );
   }
 }
 

@@ -65,12 +65,20 @@ export function toPipelineError(caught: unknown, context = ""): PipelineError {
     return pipelineError("io", `${where}not found (${firstLine(caught)})`);
   }
   if (caught instanceof Error && /no space left|ENOSPC|os error 28/i.test(caught.message)) {
-    return pipelineError("io", `${where}disk full (${firstLine(caught)})`, "free space on the disk holding data/ and run again");
+    return pipelineError(
+      "io",
+      `${where}disk full (${firstLine(caught)})`,
+      "free space on the disk holding data/ and run again",
+    );
   }
   if (caught instanceof Error && /\(os error \d+\)/.test(caught.message)) {
     return pipelineError("io", `${where}${firstLine(caught)}`, "check the path and its permissions");
   }
-  return pipelineError("internal", `${where}${firstLine(caught)}`, "this is a bug; please report it with the run's log");
+  return pipelineError(
+    "internal",
+    `${where}${firstLine(caught)}`,
+    "this is a bug; please report it with the run's log",
+  );
 }
 
 /** True when `value` is already a `PipelineError`. */

@@ -78,7 +78,8 @@ function describe(
   const pct = total > 0 ? ((100 * done) / total).toFixed(0) : "100";
   const eta = done > 0 && done < total ? ` eta ${formatDuration((elapsedMs * (total - done)) / done)}` : "";
   const extras = info
-    ? " " + Object.entries(info).map(([k, v]) => `${k}=${typeof v === "number" ? formatNumber(v) : v}`).join(" ")
+    ? " " +
+      Object.entries(info).map(([k, v]) => `${k}=${typeof v === "number" ? formatNumber(v) : v}`).join(" ")
     : "";
   return `${label} ${done}/${total} (${pct}%) ${formatDuration(elapsedMs)}${eta}${extras}`;
 }
@@ -93,5 +94,9 @@ export function formatDuration(ms: number): string {
 }
 
 function formatNumber(v: number): string {
-  return Number.isInteger(v) ? String(v) : Math.abs(v) >= 1e4 || Math.abs(v) < 1e-3 ? v.toExponential(3) : v.toPrecision(4);
+  return Number.isInteger(v)
+    ? String(v)
+    : Math.abs(v) >= 1e4 || Math.abs(v) < 1e-3
+    ? v.toExponential(3)
+    : v.toPrecision(4);
 }

@@ -17,6 +17,7 @@
 import * as TE from "fp-ts/TaskEither.js";
 import { join } from "node:path";
 import { ArtifactCache, type Manifest } from "./cache.ts";
+import { directoryCheckpoint } from "./checkpoint.ts";
 import { decodeArtifact, encodeArtifact } from "./artifact.ts";
 import { formatError, type PipelineError, pipelineError, toPipelineError } from "./errors.ts";
 import { canonicalJson, sha256Hex } from "./hash.ts";
@@ -24,7 +25,7 @@ import { acquireLock, DEFAULT_LOCK_OPTIONS, entryLockPath, type HeldLock, type L
 import type { MetricsLog } from "./metrics.ts";
 import { memoryMetricsLog } from "./metrics.ts";
 import { type ProgressFactory, silentProgress } from "./progress.ts";
-import type { Stage } from "./stage.ts";
+import { keyConfig, type Stage } from "./stage.ts";
 
 /** A stage output together with where it came from. */
 export interface Artifact<O> {
@@ -61,6 +62,8 @@ export interface Runtime {
   readonly executions: Map<string, number>;
   /** Timing of the per-entry compute locks shared with other processes. */
   readonly lock: LockOptions;
+  /** Worker threads a stage may use (the command reads `OBD_THREADS`; stages never read the environment). */
+  readonly threads: number;
 }
 
 /** Creates a runtime; unspecified services are silent/in-memory. */
@@ -74,6 +77,8 @@ export function createRuntime(options: {
   readonly cache?: ArtifactCache;
   /** Overrides of the lock timing (defaults: `DEFAULT_LOCK_OPTIONS`). */
   readonly lock?: Partial<LockOptions>;
+  /** Worker threads a stage may use (default 1). */
+  readonly threads?: number;
 }): Runtime {
   return {
     cache: options.cache ?? new ArtifactCache(options.cacheRoot),
@@ -84,6 +89,7 @@ export function createRuntime(options: {
     report: options.report ?? (() => {}),
     executions: new Map(),
     lock: { ...DEFAULT_LOCK_OPTIONS, ...options.lock },
+    threads: options.threads ?? 1,
   };
 }
 
@@ -115,9 +121,13 @@ export function runStage<I, C, O>(
         canonicalJson(config); // validate alone, so the error names the setting, not the key's envelope
       } catch (e) {
         const what = (e as Error).message.replace(/^\$\.?/, "");
-        throw pipelineError("config", `config of stage ${stage.name}: ${what}`, "use finite numbers, strings and booleans");
+        throw pipelineError(
+          "config",
+          `config of stage ${stage.name}: ${what}`,
+          "use finite numbers, strings and booleans",
+        );
       }
-      const key = await stageKey(stage, stage.keyConfig ? stage.keyConfig(config) : config, inputKeys);
+      const key = await stageKey(stage, keyConfig(stage, config), inputKeys);
       const forced = rt.force.has(stage.name);
       if (!forced) {
         const found = await rt.cache.lookup(stage.name, key).catch((e) => {
@@ -137,9 +147,11 @@ export function runStage<I, C, O>(
         rt.report(`${stage.name}: recomputing ${key} (--force)`);
       }
       const lockPath = entryLockPath(rt.cache.root, stage.name, key);
-      const lock: HeldLock = await acquireLock(lockPath, `${stage.name}/${key}`, rt.report, rt.lock).catch((e) => {
-        throw cacheError(rt, `cannot take the compute lock ${lockPath}`, e);
-      });
+      const lock: HeldLock = await acquireLock(lockPath, `${stage.name}/${key}`, rt.report, rt.lock).catch(
+        (e) => {
+          throw cacheError(rt, `cannot take the compute lock ${lockPath}`, e);
+        },
+      );
       try {
         // Another process may have written the entry while we looked or waited.
         const entryDir = rt.cache.entryDir(stage.name, key);
@@ -150,11 +162,21 @@ export function runStage<I, C, O>(
           if (found.status === "hit") {
             rt.report(`${stage.name}: reusing ${key} (computed by another process)`);
             rt.metrics.log({ stage: stage.name, event: "cache-hit", key, concurrent: true });
-            return { stage: stage.name, key, value: decodeArtifact(found.files) as O, fromCache: true, manifest: found.manifest };
+            return {
+              stage: stage.name,
+              key,
+              value: decodeArtifact(found.files) as O,
+              fromCache: true,
+              manifest: found.manifest,
+            };
           }
         }
         const leftovers = await rt.cache.removeLeftovers(stage.name, key).catch(() => []);
-        if (leftovers.length) rt.report(`${stage.name}: removed what an interrupted write of ${key} left: ${leftovers.join(", ")}`);
+        if (leftovers.length) {
+          rt.report(
+            `${stage.name}: removed what an interrupted write of ${key} left: ${leftovers.join(", ")}`,
+          );
+        }
         return await compute(rt, stage, config, inputs, key, inputKeys);
       } finally {
         await lock.release();
@@ -185,7 +207,8 @@ async function compute<I, C, O>(
   const result = await stage.run(values, config, {
     progress: rt.progress,
     backend: rt.backend,
-    workDir,
+    threads: rt.threads,
+    checkpoint: directoryCheckpoint(join(workDir, "checkpoint")),
     log: (record) => rt.metrics.log({ stage: stage.name, ...record }),
     metric: (name, value) => {
       metrics[name] = value;
@@ -198,7 +221,10 @@ async function compute<I, C, O>(
   try {
     files = encodeArtifact(result.right);
   } catch (e) {
-    throw pipelineError("internal", `stage ${stage.name} returned a value that cannot be stored: ${(e as Error).message}`);
+    throw pipelineError(
+      "internal",
+      `stage ${stage.name} returned a value that cannot be stored: ${(e as Error).message}`,
+    );
   }
   const manifest = await rt.cache.write({
     stage: stage.name,
@@ -211,7 +237,11 @@ async function compute<I, C, O>(
     timings: { seconds },
     metrics,
   }, files).catch((e) => {
-    throw cacheError(rt, `could not write cache entry ${rt.cache.entryDir(stage.name, key)}; the cache is unchanged`, e);
+    throw cacheError(
+      rt,
+      `could not write cache entry ${rt.cache.entryDir(stage.name, key)}; the cache is unchanged`,
+      e,
+    );
   });
   await Deno.remove(workDir, { recursive: true }).catch(() => {});
   rt.metrics.log({ stage: stage.name, event: "computed", key, seconds });
@@ -221,7 +251,9 @@ async function compute<I, C, O>(
 
 function cacheError(rt: Runtime, what: string, caught: unknown): PipelineError {
   const cause = toPipelineError(caught);
-  const hint = cause.kind === "io" && cause.hint ? cause.hint : `check that ${rt.cache.root} is a writable directory with free space`;
+  const hint = cause.kind === "io" && cause.hint
+    ? cause.hint
+    : `check that ${rt.cache.root} is a writable directory with free space`;
   return pipelineError("cache", `${what}: ${cause.message}`, hint);
 }
 

@@ -36,7 +36,7 @@ import {
   type TransitionBuffers,
 } from "./ars.ts";
 import { RolloutPool } from "./rollout_pool.ts";
-import { Rng, stepRng } from "../numerics/random.ts";
+import { deriveSeed, Rng } from "../numerics/random.ts";
 
 /** Dataset kinds, as in D4RL. */
 export const DATASET_KINDS = ["random", "medium", "medium-replay", "expert", "medium-expert"] as const;
@@ -384,7 +384,7 @@ async function train(
       // The replay: the current policy exploring, before this iteration's update.
       const explorer = snapshot(state.weights, stats);
       const exploration = await pool.run(Array.from({ length: config.replayEpisodes }, () => explorer), {
-        seed: stepRng(config.seed, i).nextUint32(),
+        seed: new Rng(deriveSeed(config.seed, i)).nextUint32(),
         rewardShift: 0,
         record: true,
         actionNoise: config.explorationNoise,

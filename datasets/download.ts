@@ -7,6 +7,7 @@
 
 import { createHash } from "node:crypto";
 import { dirname } from "node:path";
+import { writeAtomic } from "../core/atomic.ts";
 import { fail } from "../core/errors.ts";
 import type { ProgressFactory } from "../core/progress.ts";
 
@@ -70,15 +71,16 @@ export async function download(file: RemoteFile, progress: ProgressFactory): Pro
     await response.body?.cancel();
     fail("network", `${file.path} is missing and ${file.url} answered HTTP ${response.status}`, offlineHint);
   }
+  const body = response.body;
   const total = file.bytes ?? Number(response.headers.get("content-length") ?? 0);
   await Deno.mkdir(dirname(file.path), { recursive: true });
-  const tmp = `${file.path}.part-${crypto.randomUUID().slice(0, 8)}`;
   const hash = createHash("sha256");
   const bar = progress(`download ${file.url.split("/").pop()}`, total);
   let received = 0;
-  try {
+  let sha256 = "";
+  await writeAtomic(file.path, async (tmp) => {
     using out = await Deno.open(tmp, { write: true, createNew: true });
-    for await (const chunk of response.body) {
+    for await (const chunk of body) {
       hash.update(chunk);
       let written = 0;
       while (written < chunk.byteLength) written += await out.write(chunk.subarray(written));
@@ -86,7 +88,7 @@ export async function download(file: RemoteFile, progress: ProgressFactory): Pro
       bar.update(received);
     }
     bar.finish();
-    const sha256 = hash.digest("hex");
+    sha256 = hash.digest("hex");
     if (file.bytes !== undefined && received !== file.bytes) {
       fail(
         "checksum",
@@ -101,10 +103,6 @@ export async function download(file: RemoteFile, progress: ProgressFactory): Pro
         "run again; if it persists the file on the server changed",
       );
     }
-    await Deno.rename(tmp, file.path);
-    return sha256;
-  } catch (e) {
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
+  });
+  return sha256;
 }

@@ -21,6 +21,7 @@
  */
 
 import process from "node:process";
+import { writeAtomic } from "../core/atomic.ts";
 import { fail, PipelineFailure, toPipelineError } from "../core/errors.ts";
 
 /** The h5wasm module, as {@link loadH5wasm} hands it out. */
@@ -382,22 +383,16 @@ function asAttrValue(value: unknown): AttrValue | undefined {
 // ---------------------------------------------------------------------------------------------
 
 /**
- * Runs `fill(tempPath)` to produce a file at `<path>.tmp-<random>` in the same directory, then renames
- * it onto `path` (atomic on one file system). If `fill` or the rename fails, the temporary file is
- * removed and `path` is left exactly as it was. Errors come out as `PipelineFailure`s.
+ * {@link writeAtomic} with its errors as `PipelineFailure`s naming `path`: `fill(tempPath)` produces
+ * the file, which then replaces `path`; on any failure `path` is left exactly as it was.
  */
 export async function atomicWrite(
   path: string,
   fill: (tempPath: string) => Promise<void> | void,
 ): Promise<void> {
-  const suffix = Array.from(crypto.getRandomValues(new Uint8Array(6)), (b) => b.toString(16).padStart(2, "0"))
-    .join("");
-  const tempPath = `${path}.tmp-${suffix}`;
   try {
-    await fill(tempPath);
-    await Deno.rename(tempPath, path);
+    await writeAtomic(path, fill);
   } catch (caught) {
-    await Deno.remove(tempPath).catch(() => {}); // NotFound when fill failed before creating it
     throw caught instanceof PipelineFailure ? caught : new PipelineFailure(toPipelineError(caught, path));
   }
 }

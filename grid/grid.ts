@@ -515,12 +515,7 @@ export async function readGrid(
   }
 }
 
-/** Writes a JSON file atomically (temp file and rename), so a reader never sees half of it. */
-export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
-  const tmp = `${path}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-  await Deno.writeTextFile(tmp, JSON.stringify(value, null, 2) + "\n");
-  await Deno.rename(tmp, path);
-}
+
 
 /** The indices whose latest outcome is not a success (never run counts as failed). */
 export function failedIndices(record: GridRecord, status: GridStatus): number[] {

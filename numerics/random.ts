@@ -109,9 +109,23 @@ export class Rng {
 }
 
 /**
- * The random stream of step `step` of a run seeded `seed`, independent of every other step: a run
- * resumed at step t draws exactly what the uninterrupted run drew there.
+ * The one seed derivation of the toolkit: a 32-bit seed for the stream named by `path` under `seed`,
+ * e.g. `deriveSeed(seed, step)` for step `step` of a run, `deriveSeed(seed, "student", s)` for
+ * student s of an evaluation. Streams with different paths are independent, so a run resumed at
+ * step t draws exactly what the uninterrupted run drew there, and turning one evaluation on or off
+ * never changes another's numbers. Strings enter as their FNV-1a hash.
  */
-export function stepRng(seed: number, step: number): Rng {
-  return new Rng((Math.imul(seed + 1, 0x9e3779b1) ^ Math.imul(step + 1, 0x85ebca77)) >>> 0);
+export function deriveSeed(seed: number, ...path: readonly (number | string)[]): number {
+  let h = seed >>> 0;
+  for (const part of path) {
+    const k = typeof part === "number" ? part : fnv1a(part);
+    h = (Math.imul(h + 1, 0x9e3779b1) ^ Math.imul(k + 1, 0x85ebca77)) >>> 0;
+  }
+  return h;
+}
+
+function fnv1a(text: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return h >>> 0;
 }

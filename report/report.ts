@@ -6,11 +6,16 @@
  */
 
 import { join } from "node:path";
-import { type RunRecord, stageTimings, summarize, type SummaryInput, writeSummaryFiles } from "./summarize.ts";
-import type { DistillConfig } from "../stages/distill.ts";
-import { teacherScore } from "../stages/evaluate.ts";
-import type { PipelineConfig, StudyResult } from "../study/obd.ts";
 import type { Artifact } from "../core/runtime.ts";
+import type { PipelineConfig, StudyResult } from "../study/obd.ts";
+import {
+  type BaselineRecord,
+  type RunRecord,
+  stageTimings,
+  summarize,
+  type SummaryInput,
+  writeSummaryFiles,
+} from "./summarize.ts";
 
 /** What a report says about how it was made. */
 export interface ReportMeta {
@@ -22,38 +27,43 @@ export interface ReportMeta {
   readonly config: PipelineConfig;
 }
 
-/**
- * The summary's runs: one per distilled set, plus each dataset's baselines once (Random selection
- * and BC from the baselines stage, the teacher's score from the teacher stage's own evaluation).
- */
+/** The summary's runs: one per distilled set of every study. */
 export function studyRunRecords(results: readonly StudyResult[]): RunRecord[] {
-  const seen = new Set<string>();
-  return results.flatMap((r) => [
-    ...baselinesRecord(r, seen),
-    ...r.runs.flatMap((m) =>
+  return results.flatMap((r) =>
+    r.runs.flatMap((m) =>
       m.distilled
         ? [{
           dataset: r.datasetName,
-          seed: (m.distilled.manifest.config as DistillConfig).seed,
+          seed: m.seed,
           distilled: m.distilled.value,
           ...(m.evaluation ? { report: m.evaluation.value } : {}),
         }]
         : []
-    ),
-  ]);
+    )
+  );
 }
 
-function baselinesRecord(r: StudyResult, seen: Set<string>): RunRecord[] {
-  if (!r.baselines) return [];
-  const teacher = r.teacher?.value.evaluation;
-  const id = `${r.datasetName}/${r.baselines.key}/${r.teacher?.key ?? ""}`;
-  if (seen.has(id)) return [];
-  seen.add(id);
-  const report = r.baselines.value;
-  return [{
-    dataset: r.datasetName,
-    report: teacher ? { ...report, baselines: { ...report.baselines, teacher: teacherScore(teacher) } } : report,
-  }];
+/** Each dataset's baselines once (studies of one dataset share them): the baselines stage's report and the teacher's own evaluation. */
+export function studyBaselineRecords(results: readonly StudyResult[]): BaselineRecord[] {
+  const seen = new Set<string>();
+  return results.flatMap((r) => {
+    const id = `${r.datasetName}/${r.baselines?.key ?? ""}/${r.teacher?.key ?? ""}`;
+    if (seen.has(id) || (!r.baselines && !r.teacher)) return [];
+    seen.add(id);
+    const t = r.teacher?.value;
+    return [{
+      dataset: r.datasetName,
+      ...(r.baselines ? { report: r.baselines.value } : {}),
+      ...(t?.evaluation
+        ? {
+          teacher: t.evaluation,
+          teacherLabel: `${
+            t.algorithm === "td3bc" ? "TD3+BC" : t.algorithm === "calql" ? "Cal-QL" : t.algorithm
+          }, ${t.source === "trained" ? `${t.training.steps} steps` : t.source}`,
+        }
+        : {}),
+    }];
+  });
 }
 
 /** Every stage artifact of the studies, each once (shared upstream stages appear in many). */
@@ -78,19 +88,30 @@ export function studySummaryInput(results: readonly StudyResult[], meta: ReportM
   return {
     runName: meta.runName,
     runs: studyRunRecords(results),
+    baselines: studyBaselineRecords(results),
     backend: meta.backend,
     config: meta.config,
     timings: stageTimings(artifactsOf(results)),
     ...(density ? { density: density.value.weight } : {}),
     ...(first && shown?.distilled
-      ? { states: { dataset: first.dataset.value, synthetic: shown.distilled.value, label: `${shown.method}, ${first.datasetName}` } }
+      ? {
+        states: {
+          dataset: first.dataset.value,
+          synthetic: shown.distilled.value,
+          label: `${shown.method}, ${first.datasetName}`,
+        },
+      }
       : {}),
     lastEvaluations: meta.config.evaluate.lastEvaluations,
   };
 }
 
 /** Summarizes the studies and writes every file into `dir`; returns the paths written. */
-export async function writeStudyReport(dir: string, results: readonly StudyResult[], meta: ReportMeta): Promise<string[]> {
+export async function writeStudyReport(
+  dir: string,
+  results: readonly StudyResult[],
+  meta: ReportMeta,
+): Promise<string[]> {
   return await writeSummaryFiles(dir, summarize(studySummaryInput(results, meta)));
 }
 

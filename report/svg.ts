@@ -1,5 +1,5 @@
 /**
- * Plots as hand-written SVG: line charts (with optional ±std bands and horizontal reference lines),
+ * Plots as hand-written SVG: line charts (with optional interval bands and horizontal reference lines),
  * histograms and scatter plots, sharing one frame — title, axes with "nice" ticks, light grid,
  * axis labels and a legend on the right. No plotting library: the output is a plain string, so a
  * summary stays a pure function and its files can be diffed and checked as XML.
@@ -185,11 +185,12 @@ function frame(spec: Frame): string {
   return out.join("\n") + "\n";
 }
 
-/** A point of a line series; `std` draws a ±std band around it. */
+/** A point of a line series; `low` and `high` draw a band around it (a confidence interval). */
 export interface SeriesPoint {
   readonly x: number;
   readonly y: number;
-  readonly std?: number;
+  readonly low?: number;
+  readonly high?: number;
 }
 
 /** A line of a chart. */
@@ -215,7 +216,7 @@ export interface LineChartSpec {
   readonly references?: readonly ReferenceLine[];
 }
 
-/** Lines with markers and ±std bands, plus dashed horizontal reference lines. */
+/** Lines with markers and interval bands, plus dashed horizontal reference lines. */
 export function lineChart(spec: LineChartSpec): string {
   const series = spec.series.map((s, i) => ({
     ...s,
@@ -229,7 +230,9 @@ export function lineChart(spec: LineChartSpec): string {
   const xs = series.flatMap((s) => s.points.map((p) => p.x));
   const ys = [
     ...series.flatMap((s) =>
-      s.points.flatMap((p) => (p.std && Number.isFinite(p.std) ? [p.y - p.std, p.y + p.std] : [p.y]))
+      s.points.flatMap((
+        p,
+      ) => [p.y, ...[p.low, p.high].filter((v): v is number => v !== undefined && Number.isFinite(v))])
     ),
     ...references.map((r) => r.y),
   ];
@@ -250,11 +253,11 @@ export function lineChart(spec: LineChartSpec): string {
     body: (x, y) => {
       const out: string[] = [];
       for (const s of series) {
-        // Points with a std (several seeds) form the band; a zero std pinches it rather than skipping the point.
-        const banded = s.points.filter((p) => p.std !== undefined && Number.isFinite(p.std));
+        // Points with an interval form the band; an empty interval pinches it rather than skipping the point.
+        const banded = s.points.filter((p) => Number.isFinite(p.low) && Number.isFinite(p.high));
         if (banded.length >= 2) {
-          const upper = banded.map((p) => `${n2(x(p.x))},${n2(y(p.y + p.std!))}`);
-          const lower = banded.slice().reverse().map((p) => `${n2(x(p.x))},${n2(y(p.y - p.std!))}`);
+          const upper = banded.map((p) => `${n2(x(p.x))},${n2(y(p.high!))}`);
+          const lower = banded.slice().reverse().map((p) => `${n2(x(p.x))},${n2(y(p.low!))}`);
           out.push(
             `<polygon class="band" points="${
               [...upper, ...lower].join(" ")

@@ -244,6 +244,7 @@ export const densityStage: Stage<{ dataset: OfflineDataset }, DensityConfig, Sta
 >({
   name: "density",
   version: "1",
+  validate: validateDensityConfig,
   compute: async ({ dataset }, config, ctx) => {
     const progress = ctx.progress("density", dataset.n);
     const result = await computeStateDensity(

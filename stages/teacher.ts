@@ -9,20 +9,18 @@
  *
  * The loop, top to bottom: upload the normalized data; make fresh networks from the seed, or load
  * the checkpoint in the stage's work directory; for each step t draw the minibatch and noise from
- * `stepRng(seed, t)` and update; every `logEvery` steps write the losses to the run log; every
+ * `new Rng(deriveSeed(seed, t))` and update; every `logEvery` steps write the losses to the run log; every
  * `checkpointEvery` steps save a checkpoint (an interrupted run resumes there and ends with the same
  * weights as an uninterrupted one); at the end evaluate π* in the environment (normalized return
  * over `evalEpisodes` episodes, recorded in the manifest) and return the {@link TeacherArtifact}.
  * @module
  */
 
-import { join } from "node:path";
 import { ENV_SPECS } from "../envs/locomotion.ts";
 import { evaluatePolicy } from "../envs/rollout.ts";
-import { loadCheckpoint, removeCheckpoint, saveCheckpoint } from "../core/checkpoint.ts";
 import { fail } from "../core/errors.ts";
 import { defineStage, type Stage, type StageContext } from "../core/stage.ts";
-import { Rng, stepRng } from "../numerics/random.ts";
+import { deriveSeed, Rng } from "../numerics/random.ts";
 import type { OfflineDataset } from "./load.ts";
 import {
   Calql,
@@ -119,14 +117,18 @@ interface TeacherCheckpoint {
   readonly state: Td3bcState | CalqlState;
 }
 
-/** The checkpoint directory of a run. */
-export function teacherCheckpointDir(workDir: string): string {
-  return join(workDir, "checkpoint");
-}
-
-function checkConfig(config: TeacherConfig, data: OfflineDataset): void {
-  const whole = (name: string, v: number, min: number) => {
-    if (!Number.isInteger(v) || v < min) fail("config", `teacher.${name} = ${v} is not an integer ≥ ${min}`);
+/** Refuses teacher settings that cannot work, naming the setting; needs no data (runs before any stage). */
+export function validateTeacherConfig(config: TeacherConfig): void {
+  const whole = (name: string, v: number, min: number, max = Infinity) => {
+    if (!Number.isInteger(v) || v < min || v > max) {
+      fail("config", `teacher.${name} = ${v} is not an integer from ${min}${max < Infinity ? ` to ${max}` : " up"}`);
+    }
+  };
+  const positive = (name: string, v: number) => {
+    if (!(v > 0) || !Number.isFinite(v)) fail("config", `teacher.${name} = ${v} must be a positive number`);
+  };
+  const fraction = (name: string, v: number) => {
+    if (!(v >= 0 && v <= 1)) fail("config", `teacher.${name} = ${v} must be in [0, 1]`);
   };
   if (config.algorithm !== "td3bc" && config.algorithm !== "calql") {
     fail("config", `teacher.algorithm "${config.algorithm}" is not td3bc or calql`);
@@ -136,10 +138,22 @@ function checkConfig(config: TeacherConfig, data: OfflineDataset): void {
   whole("logEvery", config.logEvery, 1);
   whole("evalEvery", config.evalEvery, 0);
   whole("checkpointEvery", config.checkpointEvery, 1);
-  const batch = config.algorithm === "td3bc"
-    ? (config.td3bc ?? TD3BC_DEFAULTS).batchSize
-    : (config.calql ?? CALQL_DEFAULTS).batchSize;
-  whole(`${config.algorithm}.batchSize`, batch, 1);
+  const section = config.algorithm;
+  const hyper = config.algorithm === "td3bc" ? (config.td3bc ?? TD3BC_DEFAULTS) : (config.calql ?? CALQL_DEFAULTS);
+  whole(`${section}.batchSize`, hyper.batchSize, 1);
+  const hidden = "hidden" in hyper ? hyper.hidden : [...(hyper as CalqlConfig).actorHidden, ...(hyper as CalqlConfig).criticHidden];
+  if (!Array.isArray(hidden) || hidden.length === 0) fail("config", `teacher.${section}: hidden layers must be a non-empty list of widths`);
+  hidden.forEach((w, i) => whole(`${section} hidden layer ${i} width`, w, 1, 4096));
+  for (const [name, value] of Object.entries(hyper)) {
+    if (/Lr$|^alpha$|^tau$|^discount$/.test(name) && typeof value === "number") {
+      if (name === "tau" || name === "discount") fraction(`${section}.${name}`, value);
+      else positive(`${section}.${name}`, value);
+    }
+  }
+}
+
+function checkConfig(config: TeacherConfig, data: OfflineDataset): void {
+  validateTeacherConfig(config);
   const spec = ENV_SPECS[data.env];
   if (data.obsDim !== spec.obsDim || data.actDim !== spec.actDim) {
     fail(
@@ -171,7 +185,7 @@ function makeLearner(config: TeacherConfig, data: OfflineDataset, maxAction: num
         return learner.step;
       },
       update(t, stats) {
-        const rng = stepRng(config.seed, t);
+        const rng = new Rng(deriveSeed(config.seed, t));
         const idx = sampleIndices(rng, n, hyper.batchSize);
         const noise = targetNoise(rng, hyper.batchSize, actDim, hyper, maxAction);
         return tidyPlain(() => learner.update(gatherBatch(replay, idx), noise, stats)) as
@@ -199,7 +213,7 @@ function makeLearner(config: TeacherConfig, data: OfflineDataset, maxAction: num
       return learner.step;
     },
     update(t, stats) {
-      const rng = stepRng(config.seed, t);
+      const rng = new Rng(deriveSeed(config.seed, t));
       const idx = sampleIndices(rng, n, hyper.batchSize);
       const noise = calqlNoise(rng, hyper.batchSize, actDim, hyper.cqlNActions);
       return tidyPlain(() => learner.update(gatherBatch(replay, idx), noise, stats)) as
@@ -283,9 +297,8 @@ async function train(
     });
 
     // Resume from the work directory's checkpoint, if this (stage, key) was interrupted.
-    const checkpointDir = teacherCheckpointDir(ctx.workDir);
     let secondsBefore = 0;
-    const saved = await loadCheckpoint(checkpointDir) as TeacherCheckpoint | undefined;
+    const saved = await ctx.checkpoint.load() as TeacherCheckpoint | undefined;
     if (
       saved && saved.algorithm === config.algorithm && saved.obsDim === data.obsDim &&
       saved.actDim === data.actDim && saved.step <= config.steps
@@ -332,7 +345,7 @@ async function train(
           seconds: elapsed(),
           state: learner.state(),
         };
-        await saveCheckpoint(checkpointDir, checkpoint);
+        await ctx.checkpoint.save(checkpoint);
       }
     }
     progress.finish();
@@ -354,7 +367,6 @@ async function train(
       });
     }
     const artifact = artifactAt(config.steps, seconds, evaluation);
-    await removeCheckpoint(checkpointDir);
     return artifact;
   } finally {
     learner.dispose();
@@ -366,6 +378,7 @@ export const teacherStage: Stage<{ dataset: OfflineDataset }, TeacherConfig, Tea
   name: "teacher",
   version: "1",
   // Logging, evaluation and checkpoint cadence do not change the weights (resumption is exact).
-  keyConfig: ({ logEvery: _log, evalEvery: _eval, checkpointEvery: _checkpoint, ...decisive }) => decisive,
+  cadence: ["logEvery", "evalEvery", "checkpointEvery"],
+  validate: validateTeacherConfig,
   compute: ({ dataset }, config, ctx) => train(dataset, config, ctx),
 });

@@ -27,7 +27,11 @@ export function applyOverrides<T extends object>(
   for (const assignment of assignments) {
     const eq = assignment.indexOf("=");
     if (eq <= 0) {
-      return pipelineError("config", `--set "${assignment}" is not of the form section.name=value`, "e.g. --set distill.steps=2000");
+      return pipelineError(
+        "config",
+        `--set "${assignment}" is not of the form section.name=value`,
+        "e.g. --set distill.steps=2000",
+      );
     }
     const path = assignment.slice(0, eq).trim();
     const raw = assignment.slice(eq + 1).trim();
@@ -41,11 +45,15 @@ export function applyOverrides<T extends object>(
       node = next as Record<string, Json>;
     }
     const leaf = parts[parts.length - 1];
-    if (!(leaf in node) || (node[leaf] !== null && typeof node[leaf] === "object" && !Array.isArray(node[leaf]))) {
+    if (
+      !(leaf in node) || (node[leaf] !== null && typeof node[leaf] === "object" && !Array.isArray(node[leaf]))
+    ) {
       return unknownSetting(path, config as Record<string, unknown>);
     }
     const parsed = parseLike(node[leaf], raw, path);
-    if (typeof parsed === "object" && parsed !== null && "kind" in (parsed as object)) return parsed as PipelineError;
+    if (typeof parsed === "object" && parsed !== null && "kind" in (parsed as object)) {
+      return parsed as PipelineError;
+    }
     node[leaf] = parsed as Json;
   }
   return out as T;
@@ -54,14 +62,22 @@ export function applyOverrides<T extends object>(
 function unknownSetting(path: string, config: Readonly<Record<string, unknown>>): PipelineError {
   const paths = settingPaths(config);
   const near = paths.filter((p) => p.split(".")[0] === path.split(".")[0]);
-  return pipelineError("config", `unknown setting "${path}"`, `valid settings: ${(near.length ? near : paths).join(", ")}`);
+  return pipelineError(
+    "config",
+    `unknown setting "${path}"`,
+    `valid settings: ${(near.length ? near : paths).join(", ")}`,
+  );
 }
 
 function parseLike(current: Json, raw: string, path: string): Json | PipelineError {
   if (typeof current === "number") {
     const n = Number(raw);
     if (raw === "" || !Number.isFinite(n)) {
-      return pipelineError("config", `${path}=${raw} is not a finite number`, `give a number, e.g. --set ${path}=${current}`);
+      return pipelineError(
+        "config",
+        `${path}=${raw} is not a finite number`,
+        `give a number, e.g. --set ${path}=${current}`,
+      );
     }
     return n;
   }
@@ -75,7 +91,11 @@ function parseLike(current: Json, raw: string, path: string): Json | PipelineErr
     if (typeof sample === "number") {
       const nums = items.map(Number);
       if (nums.some((n) => !Number.isFinite(n))) {
-        return pipelineError("config", `${path}=${raw} is not a comma-separated list of numbers`, `e.g. --set ${path}=${current.join(",")}`);
+        return pipelineError(
+          "config",
+          `${path}=${raw} is not a comma-separated list of numbers`,
+          `e.g. --set ${path}=${current.join(",")}`,
+        );
       }
       return nums;
     }

@@ -1,73 +1,128 @@
 /**
- * The OBD pipeline as one fp-ts composition: load → teacher → density → distill → evaluate, then
- * `summarize` (a pure function from the results to tables, plots and a report, written by the command). Each arrow is `runStage`, so every stage is cached by its content hash and the first
- * failure short-circuits the rest. A stage is run only when the chosen objective needs it (DBC needs
- * no teacher; only SDW needs densities), so its output never enters a cache key it does not affect.
- * Stages not yet implemented in this version are absent, not faked.
+ * A study of one dataset as one fp-ts composition:
+ *
+ *     load → teacher? → density? → baselines → for each method and seed: distill → evaluate
+ *
+ * Each arrow is `runStage`, so every stage is cached by its content hash and the first failure
+ * short-circuits the rest. A stage runs only when a method needs it (DBC needs no teacher; only SDW
+ * needs densities), so its output never enters a cache key it does not affect. Every stage's config
+ * is checked before the first stage runs, and what needs the data right after loading it, so a bad
+ * setting costs no training.
+ *
+ * The config has one section per concern; a study turns them into stage configs: the distill stage
+ * gets the method's objective, the seed and the `student` section; the evaluate and baselines
+ * stages get the parts of `evaluate` they use and the same `student`, so a set is always scored by
+ * students trained the way it was distilled.
  * @module
  */
 
 import { pipe } from "fp-ts/function.js";
 import * as TE from "fp-ts/TaskEither.js";
-import { type DistillConfig, type DistilledSet, distillStage, type Objective, OBJECTIVES, PAPER_DISTILL, QUICK_DISTILL, requirements } from "../stages/distill.ts";
-import { type LocatedDataset, locateDataset, loadStage, type OfflineDataset } from "../stages/load.ts";
-import { defaultTeacherConfig, type TeacherConfig, teacherStage } from "../stages/teacher.ts";
-import { DEFAULT_DENSITY_CONFIG, type DensityConfig, densityStage, type StateDensity } from "../stages/density.ts";
+import { fail, type PipelineError, pipelineError, toPipelineError } from "../core/errors.ts";
+import { type Artifact, runStage, type Runtime } from "../core/runtime.ts";
+import { type BaselinesConfig, type BaselinesReport, baselinesStage } from "../stages/baselines.ts";
 import {
-  baselinesConfig,
-  baselinesStage,
-  type EvaluateConfig,
-  type EvaluationReport,
+  DEFAULT_DENSITY_CONFIG,
+  type DensityConfig,
+  densityStage,
+  type StateDensity,
+} from "../stages/density.ts";
+import {
+  type DistillConfig,
+  type DistilledSet,
+  type DistillSettings,
+  distillStage,
+  type Objective,
+  OBJECTIVES,
+  PAPER_DISTILL,
+  QUICK_DISTILL,
+  requirements,
+} from "../stages/distill.ts";
+import {
+  type EvaluateSettings,
   evaluateStage,
+  type EvaluationReport,
   PAPER_EVALUATE,
-  QUICK_EVALUATE,
+  setEvaluationConfig,
 } from "../stages/evaluate.ts";
+import { loadStage, locateDataset, type LocatedDataset, type OfflineDataset } from "../stages/load.ts";
+import { PAPER_STUDENT, type StudentConfig } from "../stages/student.ts";
+import { defaultTeacherConfig, type TeacherConfig, teacherStage } from "../stages/teacher.ts";
 import type { TeacherArtifact } from "../stages/teacher/model.ts";
 import { applyOverrides } from "./config.ts";
-import { type PipelineError, pipelineError, toPipelineError } from "../core/errors.ts";
-import { type Artifact, runStage, type Runtime } from "../core/runtime.ts";
 
-/** The whole configuration of a run, one section per stage. */
+/** The whole configuration of a study, one section per concern. */
 export interface PipelineConfig {
+  /** Distillation seeds: every method runs once per seed (teacher, densities and baselines are shared). */
+  readonly seeds: readonly number[];
   /** The load stage: the fewest usable transitions a dataset must have. */
   readonly load: { readonly minTransitions: number };
   /** Offline RL for π* and q*. */
   readonly teacher: TeacherConfig;
   /** The state density behind SDW's weights. */
   readonly density: DensityConfig;
-  /** The bi-level distillation (its objective is set per method by a study). */
-  readonly distill: DistillConfig;
-  /** How synthetic sets and the baselines are scored. */
-  readonly evaluate: EvaluateConfig;
+  /** The student: the inner loop of distillation and every evaluated student. */
+  readonly student: StudentConfig;
+  /** The bi-level distillation (its objective comes from the method, its seed from `seeds`). */
+  readonly distill: DistillSettings;
+  /** How sets and the baselines are scored. */
+  readonly evaluate: EvaluateSettings;
 }
 
 /** Named configurations: `quick` for a laptop demo, `paper` for the published settings. */
 export const PRESETS: Readonly<Record<string, PipelineConfig>> = {
   quick: {
+    seeds: [0],
     load: { minTransitions: 5_000 },
-    // The demo's 15-minute budget allows 8k steps (≈ 4 min here), where TD3+BC's critic is far from
-    // converged; the stage's 100k (`--set teacher.steps=100000`, 40–60 min) gives a teacher well above
-    // BC. See the README's teacher figures.
     teacher: { ...defaultTeacherConfig("td3bc"), steps: 8_000, evalEvery: 0 },
     density: DEFAULT_DENSITY_CONFIG,
+    student: { ...PAPER_STUDENT, steps: 20 },
     distill: QUICK_DISTILL,
-    // Fresh students train like the inner loop they were distilled through (the paper's protocol):
-    // evaluating a T = 20 set with 100-step students measured something it was not optimized for.
-    evaluate: { ...QUICK_EVALUATE, studentSteps: QUICK_DISTILL.innerSteps },
+    evaluate: {
+      ...PAPER_EVALUATE,
+      students: 2,
+      episodes: 5,
+      variantStudents: 1,
+      variantSteps: 100,
+      randomRepeats: 3,
+      bcSteps: 1000,
+      bcLr: 1e-3,
+      bcPolicies: 1,
+    },
   },
   paper: {
+    seeds: [0],
     load: { minTransitions: 5_000 },
     teacher: { ...defaultTeacherConfig("td3bc"), steps: 1_000_000 },
     density: DEFAULT_DENSITY_CONFIG,
+    student: PAPER_STUDENT,
     distill: PAPER_DISTILL,
     evaluate: PAPER_EVALUATE,
   },
 };
 
+/** Settings a study sets itself, and the option that sets them: naming one in `--set` is an error. */
+const STUDY_SETTINGS: Readonly<Record<string, string>> = {
+  "distill.objective": "the objective is the method: choose it with --method (e.g. --method avpbc)",
+  "distill.seed": "the distillation seeds are the study's: use --seed N or --set seeds=0,1,2",
+};
+
 /** A preset with `--set` overrides applied, or the config error naming the preset or the setting. */
 export function presetConfig(name: string, overrides: readonly string[]): PipelineConfig | PipelineError {
   const preset = PRESETS[name];
-  if (!preset) return pipelineError("config", `unknown preset "${name}"`, `choose one of ${Object.keys(PRESETS).join(", ")}`);
+  if (!preset) {
+    return pipelineError(
+      "config",
+      `unknown preset "${name}"`,
+      `choose one of ${Object.keys(PRESETS).join(", ")}`,
+    );
+  }
+  for (const assignment of overrides) {
+    const path = assignment.split("=")[0].trim();
+    if (path in STUDY_SETTINGS) {
+      return pipelineError("config", `--set ${path}: a study sets this itself`, STUDY_SETTINGS[path]);
+    }
+  }
   return applyOverrides<PipelineConfig>(preset, overrides);
 }
 
@@ -89,9 +144,32 @@ export type Method = (typeof METHODS)[number];
 /** The methods of the offline demo and of a study when none is named: the paper's Table 1 rows with SDW. */
 export const DEFAULT_METHODS: readonly Method[] = ["random", "dbc", "pbc", "avpbc", "sdw"];
 
-/** The config with the distillation seed set (teacher, densities and baselines are shared by seeds). */
+/** The config with one distillation seed (as `--seed N`). */
 export function withSeed(config: PipelineConfig, seed: number): PipelineConfig {
-  return { ...config, distill: { ...config.distill, seed } };
+  return { ...config, seeds: [seed] };
+}
+
+/** The distill stage's config for a method and seed. */
+export function distillConfig(config: PipelineConfig, objective: Objective, seed: number): DistillConfig {
+  return { ...config.distill, objective, seed, student: config.student };
+}
+
+/** The baselines stage's config. */
+export function baselinesConfig(config: PipelineConfig): BaselinesConfig {
+  const e = config.evaluate;
+  return {
+    randomSelection: e.run.randomSelection,
+    bc: e.run.bc,
+    students: e.students,
+    episodes: e.episodes,
+    synsetSize: config.distill.synsetSize,
+    randomRepeats: e.randomRepeats,
+    bcSteps: e.bcSteps,
+    bcBatchSize: e.bcBatchSize,
+    bcLr: e.bcLr,
+    bcPolicies: e.bcPolicies,
+    student: config.student,
+  };
 }
 
 /** What a study runs: the methods, and the last stage to run. */
@@ -102,10 +180,12 @@ export interface StudyOptions {
   readonly until?: UntilStage;
 }
 
-/** One method's outputs in a study (absent when `until` stopped before them). */
+/** One method's outputs for one seed (absent when `until` stopped before them, or for Random selection). */
 export interface MethodRun {
   /** The method. */
   readonly method: Method;
+  /** The distillation seed. */
+  readonly seed: number;
   /** The distill stage's output. */
   readonly distilled?: Artifact<DistilledSet>;
   /** The evaluate stage's scores of that set. */
@@ -125,8 +205,8 @@ export interface StudyResult {
   /** The state densities, when an SDW method needed them. */
   readonly density?: Artifact<StateDensity>;
   /** Random selection and BC on the whole data, scored once for all methods and seeds. */
-  readonly baselines?: Artifact<EvaluationReport>;
-  /** Each method's outputs, in the order of `options.methods`. */
+  readonly baselines?: Artifact<BaselinesReport>;
+  /** Each method's outputs for each seed, methods in the order of `options.methods`. */
   readonly runs: readonly MethodRun[];
 }
 
@@ -134,13 +214,64 @@ const reaches = (until: UntilStage | undefined, stage: UntilStage) =>
   UNTIL_STAGES.indexOf(until ?? "summarize") >= UNTIL_STAGES.indexOf(stage);
 
 /** Turns a stage's `Artifact<T>` into an optional one, for stages a study may skip. */
-const optional = <T>(te: TE.TaskEither<PipelineError, Artifact<T>>) => TE.map((a: Artifact<T>) => a as Artifact<T> | undefined)(te);
+const optional = <T>(te: TE.TaskEither<PipelineError, Artifact<T>>) =>
+  TE.map((a: Artifact<T>) => a as Artifact<T> | undefined)(te);
 const skipped = TE.right(undefined);
 
 /**
+ * Runs every stage's own check on the configs this study will give it, before any work: a bad
+ * setting anywhere is reported in one line before the first stage computes.
+ */
+export function validateStudy(config: PipelineConfig, methods: readonly Method[]): void {
+  if (
+    !Array.isArray(config.seeds) || config.seeds.length === 0 ||
+    config.seeds.some((s) => !Number.isInteger(s) || s < 0)
+  ) {
+    fail(
+      "config",
+      `seeds = ${JSON.stringify(config.seeds)} must be a non-empty list of non-negative integers`,
+      "e.g. --set seeds=0,1,2",
+    );
+  }
+  if (new Set(config.seeds).size !== config.seeds.length) {
+    fail("config", `seeds = ${config.seeds.join(",")} lists a seed twice`);
+  }
+  if (!Number.isInteger(config.load.minTransitions) || config.load.minTransitions < 1) {
+    fail("config", `load.minTransitions = ${config.load.minTransitions} must be a positive integer`);
+  }
+  const objectives = methods.filter((m): m is Objective => m !== "random");
+  if (needsTeacher(objectives, config)) teacherStage.validate?.(config.teacher);
+  if (objectives.some((o) => requirements(o).density)) densityStage.validate?.(config.density);
+  for (const objective of objectives) {
+    distillStage.validate?.(distillConfig(config, objective, config.seeds[0]));
+  }
+  evaluateStage.validate?.(setEvaluationConfig(config.evaluate, config.student));
+  baselinesStage.validate?.(baselinesConfig(config));
+  const lastK = config.evaluate.lastEvaluations;
+  if (!Number.isInteger(lastK) || lastK < 1) {
+    fail("config", `evaluate.lastEvaluations = ${lastK} must be a positive integer`);
+  }
+}
+
+function needsTeacher(objectives: readonly Objective[], config: PipelineConfig): boolean {
+  return objectives.some((o) => requirements(o).teacher || config.distill.init === "top-q");
+}
+
+/** What needs the data: refused right after loading, before the teacher trains. */
+function validateAgainstData(config: PipelineConfig, dataset: OfflineDataset): void {
+  if (config.distill.synsetSize > dataset.n) {
+    fail(
+      "config",
+      `distill.synsetSize = ${config.distill.synsetSize} is larger than the dataset (${dataset.n} transitions in ${dataset.file})`,
+      "choose a smaller synthetic set",
+    );
+  }
+}
+
+/**
  * A study of one dataset: load; the teacher and densities once, if a method needs them; the
- * baselines once; then distill and evaluate per objective. Every step is a cached stage, so a
- * second run, or another method on the same dataset, reuses everything upstream of it.
+ * baselines once; then distill and evaluate per method and seed. Every step is a cached stage, so
+ * a second run, another method or another seed reuses everything upstream of it.
  */
 // deno-doc-ignore private-type-ref -- TaskEither is fp-ts's own type
 export function runStudy(
@@ -151,55 +282,105 @@ export function runStudy(
 ): TE.TaskEither<PipelineError, StudyResult> {
   const { methods, until } = options;
   const objectives = methods.filter((m): m is Objective => m !== "random");
-  // The teacher is trained only for objectives that need it; its own score is then a baseline too.
-  const needsTeacher = objectives.some((o) => requirements(o).teacher || config.distill.init === "top-q");
-  const needsDensity = objectives.some((o) => requirements(o).density);
+  const teacherWanted = needsTeacher(objectives, config);
+  const densityWanted = objectives.some((o) => requirements(o).density);
   const run = config.evaluate.run;
-  // Baselines are scored once per dataset by their own stage, whatever the methods (so a grid's
-  // single-method tasks all share one entry); each set's evaluation leaves them out.
-  const baselinesSettings = baselinesConfig(config.evaluate, config.distill.synsetSize);
-  const setEvaluation = { ...config.evaluate, run: { ...run, randomSelection: false, bc: false, teacher: false } };
+  const checked = <T>(what: () => T) =>
+    TE.tryCatch(() => Promise.resolve().then(what), (e): PipelineError => toPipelineError(e));
   return pipe(
-    TE.tryCatch(() => locateDataset(datasetName, rt.progress), (e) => ({ ...toPipelineError(e), stage: "load" })),
+    checked(() => validateStudy(config, methods)),
+    TE.chain(() =>
+      TE.tryCatch(
+        () => locateDataset(datasetName, rt.progress),
+        (e): PipelineError => ({ ...toPipelineError(e), stage: "load" }),
+      )
+    ),
     TE.bindTo("located"),
-    TE.bind("dataset", ({ located }) =>
-      runStage(rt, loadStage, { file: located.file, sha256: located.sha256, env: located.env, minTransitions: config.load.minTransitions }, {})),
-    TE.bind("teacher", ({ dataset }) =>
-      needsTeacher && reaches(until, "teacher") ? optional(runStage(rt, teacherStage, config.teacher, { dataset })) : skipped),
-    TE.bind("density", ({ dataset }) =>
-      needsDensity && reaches(until, "density") ? optional(runStage(rt, densityStage, config.density, { dataset })) : skipped),
-    TE.bind("baselines", ({ dataset }) =>
-      reaches(until, "evaluate") && (run.randomSelection || run.bc)
-        ? optional(runStage(rt, baselinesStage, baselinesSettings, { dataset }))
-        : skipped),
+    TE.bind(
+      "dataset",
+      ({ located }) =>
+        runStage(rt, loadStage, {
+          file: located.file,
+          sha256: located.sha256,
+          env: located.env,
+          minTransitions: config.load.minTransitions,
+        }, {}),
+    ),
+    TE.chainFirst(({ dataset }) => checked(() => validateAgainstData(config, dataset.value))),
+    TE.bind(
+      "teacher",
+      ({ dataset }) =>
+        teacherWanted && reaches(until, "teacher")
+          ? optional(runStage(rt, teacherStage, config.teacher, { dataset }))
+          : skipped,
+    ),
+    TE.bind(
+      "density",
+      ({ dataset }) =>
+        densityWanted && reaches(until, "density")
+          ? optional(runStage(rt, densityStage, config.density, { dataset }))
+          : skipped,
+    ),
+    TE.bind(
+      "baselines",
+      ({ dataset }) =>
+        reaches(until, "evaluate") && (run.randomSelection || run.bc)
+          ? optional(runStage(rt, baselinesStage, baselinesConfig(config), { dataset }))
+          : skipped,
+    ),
     TE.bind("runs", ({ dataset, teacher, density }) =>
-      TE.sequenceSeqArray(methods.map((method) => runMethod(rt, method, config, setEvaluation, until, { dataset, teacher, density })))),
+      TE.sequenceSeqArray(
+        methods.flatMap((method) =>
+          config.seeds.map((seed) =>
+            runMethod(rt, method, seed, config, until, { dataset, teacher, density })
+          )
+        ),
+      )),
     TE.map((r) => ({ datasetName, ...r })),
   );
 }
 
-/** Distill and evaluate one method (Random selection has nothing of its own: its score is a baseline). */
+/** Distill and evaluate one method for one seed (Random selection has nothing of its own: its score is a baseline). */
 function runMethod(
   rt: Runtime,
   method: Method,
+  seed: number,
   config: PipelineConfig,
-  evaluation: EvaluateConfig,
   until: UntilStage | undefined,
-  upstream: { dataset: Artifact<OfflineDataset>; teacher?: Artifact<TeacherArtifact>; density?: Artifact<StateDensity> },
+  upstream: {
+    dataset: Artifact<OfflineDataset>;
+    teacher?: Artifact<TeacherArtifact>;
+    density?: Artifact<StateDensity>;
+  },
 ): TE.TaskEither<PipelineError, MethodRun> {
-  if (method === "random" || !reaches(until, "distill")) return TE.right({ method });
+  if (method === "random" || !reaches(until, "distill")) return TE.right({ method, seed });
   const { dataset, teacher, density } = upstream;
   const needs = requirements(method);
-  const distillConfig = { ...config.distill, objective: method };
+  const stageConfig = distillConfig(config, method, seed);
   return pipe(
-    runStage(rt, distillStage, distillConfig, {
+    runStage(rt, distillStage, stageConfig, {
       dataset,
-      ...(teacher && (needs.teacher || distillConfig.init === "top-q") ? { teacher } : {}),
+      ...(teacher && (needs.teacher || stageConfig.init === "top-q") ? { teacher } : {}),
       ...(density && needs.density ? { density } : {}),
     }),
     TE.bindTo("distilled"),
-    TE.bind("evaluation", ({ distilled }) =>
-      reaches(until, "evaluate") ? optional(runStage(rt, evaluateStage, evaluation, { dataset, distilled })) : skipped),
-    TE.map(({ distilled, evaluation }) => ({ method, distilled, ...(evaluation ? { evaluation } : {}) })),
+    TE.bind(
+      "evaluation",
+      ({ distilled }) =>
+        reaches(until, "evaluate")
+          ? optional(
+            runStage(rt, evaluateStage, setEvaluationConfig(config.evaluate, config.student), {
+              dataset,
+              distilled,
+            }),
+          )
+          : skipped,
+    ),
+    TE.map(({ distilled, evaluation }) => ({
+      method,
+      seed,
+      distilled,
+      ...(evaluation ? { evaluation } : {}),
+    })),
   );
 }

@@ -3,11 +3,12 @@
  * a float64 re-implementation of the unrolled inner loop, and PyTorch's double-backward in the
  * authors' structure (bench/peers/distill_peer.py) from identical weights and data.
  */
+import { standaloneContext } from "../core/stage.ts";
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../numerics/backend.ts";
 import { createRuntime } from "../core/runtime.ts";
-import { distill, QUICK_DISTILL } from "../stages/distill.ts";
+import { distill, type DistillConfig, QUICK_DISTILL } from "../stages/distill.ts";
 import { metaGradient, type StudentParams } from "../stages/distill/metagradient.ts";
 import {
   MetaGradientPool,
@@ -301,41 +302,30 @@ Deno.test("a one-thread pool starts no worker and gives metaGradient's exact val
   pool.dispose();
 });
 
-Deno.test("the distill stage with OBD_THREADS=2 follows the single-thread run", async () => {
+Deno.test("the distill stage on two worker threads follows the single-thread run; OBD_THREADS is parsed", async () => {
   const cache = await Deno.makeTempDir();
   const saved = Deno.env.get(THREADS_ENV);
   try {
     const rt = createRuntime({ cacheRoot: cache, backend: "wasm" });
     const dataset = (await loadEmbedded(rt)).value;
-    const config = {
+    const config: DistillConfig = {
       ...QUICK_DISTILL,
-      objective: "dbc" as const,
+      objective: "dbc",
+      seed: 0,
+      student: { hiddenLayers: 2, width: 32, steps: 5, learningRate: 0.1 },
       synsetSize: 15,
-      hiddenLayers: 2,
-      width: 32,
-      innerSteps: 5,
       outerSteps: 4,
       outerBatches: 1,
       outerBatchSize: 64,
       evalEvery: 0,
-      evalEpisodes: 1,
       checkpointEvery: 100,
     };
-    const run = async (threads: string | undefined) => {
-      if (threads === undefined) Deno.env.delete(THREADS_ENV);
-      else Deno.env.set(THREADS_ENV, threads);
-      const workDir = await Deno.makeTempDir({ dir: cache });
-      return await distill({ dataset }, config, {
-        progress: () => ({ update() {}, finish() {} }),
-        log: () => {},
-        metric: () => {},
-        backend: "wasm",
-        workDir,
-      });
-    };
-    const one = await run(undefined);
+    const run = (threads: number) => distill({ dataset }, config, standaloneContext({ backend: "wasm", threads }));
+    const one = await run(1);
+    const two = await run(2);
+    Deno.env.delete(THREADS_ENV);
     assert.equal(requestedMetaGradientThreads(), 1);
-    const two = await run("2");
+    Deno.env.set(THREADS_ENV, "2");
     assert.equal(requestedMetaGradientThreads(), 2);
     assert.ok(relativeDifference(two.states, one.states) < 1e-4, "states");
     assert.ok(relativeDifference(two.actions, one.actions) < 1e-4, "actions");

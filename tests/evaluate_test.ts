@@ -1,48 +1,54 @@
 /**
- * The evaluate stage: refusals of bad sets and configs before any work, the ensemble and random
- * selection semantics, the autodiff trainer against the hand-derived inner loop, every Table 2
- * student learning, the paper's "last 5 evaluations" summary, and the whole stage through the
- * runtime on the embedded dataset (small networks, few episodes).
+ * Students and the evaluate and baselines stages: refusals of bad sets and configs before any work,
+ * the ensemble and random-selection semantics, the autodiff trainer against the hand-derived inner
+ * loop, every Table 2 student learning, common random numbers across methods, and both stages
+ * through the runtime on the embedded dataset (small networks, few episodes).
  */
 import * as tf from "@tensorflow/tfjs";
 import assert from "node:assert/strict";
+import { createRuntime, runStage } from "../core/runtime.ts";
+import { standaloneContext } from "../core/stage.ts";
 import { evaluatePolicy } from "../envs/rollout.ts";
 import { initBackend } from "../numerics/backend.ts";
-import { silentProgress } from "../core/progress.ts";
-import { createRuntime, runStage } from "../core/runtime.ts";
-import type { StageContext } from "../core/stage.ts";
 import { disposeMlp, initMlpWeights, mlpTensors } from "../numerics/mlp.ts";
 import { Rng } from "../numerics/random.ts";
-import type { CurvePoint, DistilledSet } from "../stages/distill.ts";
 import {
-  ARCHITECTURE_NAMES,
+  type BaselinesConfig,
+  baselinesStage,
+  evaluateBaselines,
+  table4BcSteps,
+  validateBaselinesConfig,
+} from "../stages/baselines.ts";
+import type { DistilledSet } from "../stages/distill.ts";
+import {
+  evaluate,
+  evaluateStage,
+  type EvaluationReport,
+  PAPER_EVALUATE,
+  type SetEvaluationConfig,
+  setEvaluationConfig,
+  validateSetEvaluationConfig,
+} from "../stages/evaluate.ts";
+import { episodeSeed, meanScore, RolloutTally, scoreSet, studentSeed } from "../stages/scores.ts";
+import {
   disposeStudent,
   ensemblePolicy,
-  evaluate,
-  type EvaluateConfig,
-  evaluateStage,
-  evaluateSyntheticSet,
-  evaluationLog,
+  mlpStudent,
+  type Student,
+  studentActions,
+  type StudentConfig,
+  studentProtocol,
+  trainStudent,
+} from "../stages/student.ts";
+import {
+  ARCHITECTURE_NAMES,
   fitStudent,
-  lastEvaluations,
   namedArchitecture,
   namedOptimizer,
   OPTIMIZER_NAMES,
-  QUICK_EVALUATE,
-  randomSelectionSet,
-  seedSummary,
   setPairs,
-  streamSeed,
-  type Student,
-  studentActions,
-  studentPolicy,
-  type SyntheticSet,
-  table4BcSteps,
-  trainStudent,
-  validateEvaluateConfig,
-  validateSyntheticSet,
-} from "../stages/evaluate.ts";
-import type { TeacherArtifact } from "../stages/teacher/model.ts";
+} from "../stages/student_fit.ts";
+import { randomRealSet, type SyntheticSet, validateSyntheticSet } from "../stages/synset.ts";
 import { assertFails, loadEmbedded } from "./helpers.ts";
 
 await initBackend("wasm");
@@ -50,80 +56,42 @@ const rt = createRuntime({ cacheRoot: await Deno.makeTempDir(), backend: "wasm" 
 const datasetArtifact = await loadEmbedded(rt);
 const dataset = datasetArtifact.value;
 
-/** A 16-pair set of real pairs: a valid synthetic set for every test here. */
+/** A set of real pairs: a valid synthetic set for every test here. */
 function smallSet(seed = 5, size = 16): SyntheticSet {
-  const { indices: _indices, ...set } = randomSelectionSet(dataset, size, new Rng(seed));
+  const { indices: _indices, ...set } = randomRealSet(dataset, size, seed);
   return set;
 }
 
-function context(
-  events: Record<string, unknown>[] = [],
-  metrics: Record<string, unknown> = {},
-): StageContext {
-  return {
-    progress: silentProgress,
-    log: (r) => void events.push(r),
-    metric: (name, value) => void (metrics[name] = value),
-    backend: "wasm",
-    workDir: "/tmp",
-  };
-}
-
-const evaluation = (score: number) => ({
-  students: 1,
-  episodesPerStudent: 1,
-  meanNormalizedScore: score,
-  stdNormalizedScore: 0,
-  meanReturn: 0,
-  perStudent: [score],
-});
-
-/** A distilled set with a hand-made log: evaluations at steps 2 and 4, the final one at 6. */
-function distilledFrom(set: SyntheticSet): DistilledSet {
-  const curve: CurvePoint[] = [1, 2, 3, 4, 5, 6].map((step) => ({
-    step,
-    outerLoss: 1 / step,
-    innerLoss: 0.1,
-    gradNorm: 1,
-    ...(step === 2 ? { evaluation: evaluation(10) } : step === 4 ? { evaluation: evaluation(20) } : {}),
-  }));
-  return { ...set, objective: "avpbc", curve, finalEvaluation: evaluation(36) };
-}
+const student: StudentConfig = { hiddenLayers: 1, width: 16, steps: 10, learningRate: 0.1 };
+const protocol = studentProtocol(student, "hopper");
 
 /** Tiny networks and few episodes: every evaluation once, in seconds. */
-const tiny: EvaluateConfig = {
-  ...QUICK_EVALUATE,
-  students: 2,
-  episodes: 2,
-  hiddenLayers: 1,
-  width: 16,
-  studentSteps: 10,
-  ensembleSize: 3,
-  variantStudents: 1,
-  variantSteps: 10,
-  randomRepeats: 2,
-  bcSteps: 20,
-  bcBatchSize: 64,
-  bcPolicies: 1,
+const tiny: SetEvaluationConfig = {
+  ...setEvaluationConfig({
+    ...PAPER_EVALUATE,
+    students: 2,
+    episodes: 2,
+    ensembleSize: 3,
+    variantStudents: 1,
+    variantSteps: 10,
+  }, student),
 };
 
-function fakeTeacher(obsDim = dataset.obsDim, actDim = dataset.actDim): TeacherArtifact {
-  const rng = new Rng(9);
+/** A distilled set of seed `seed` whose step-0 snapshot is Random selection's set of repeat `seed`, and a later one. */
+function distilledFrom(seed = 0, size = 16): DistilledSet {
+  const start = smallSet(seed, size);
+  const later = smallSet(seed + 100, size);
+  const curve = [1, 2, 3, 4].map((step) => ({ step, outerLoss: 1 / step, innerLoss: 0.1, gradNorm: 1 }));
   return {
-    format: "obd-teacher",
-    formatVersion: 1,
-    algorithm: "td3bc",
-    source: "test",
-    env: "hopper",
-    obsDim,
-    actDim,
-    maxAction: 1,
-    stateMean: dataset.stateMean,
-    stateStd: dataset.stateStd,
-    actor: { kind: "deterministic", net: initMlpWeights([obsDim, 16, actDim], rng) },
-    critic: initMlpWeights([obsDim + actDim, 16, 1], rng),
-    training: { steps: 0, seconds: 0 },
-    evaluation: null,
+    ...later,
+    objective: "avpbc",
+    seed,
+    curve,
+    snapshots: [{ step: 0, states: start.states, actions: start.actions }, {
+      step: 2,
+      states: later.states,
+      actions: later.actions,
+    }],
   };
 }
 
@@ -158,27 +126,27 @@ Deno.test("bad sets are input errors naming the problem; bad configs name the se
   await assertFails(() => validateSyntheticSet({ ...set, states: set.states.slice(1) }), "input", [
     "states holds 175 values, expected 176",
   ]);
-  await assertFails(() => validateEvaluateConfig({ ...tiny, episodes: 0 }), "config", [
+  await assertFails(() => validateSetEvaluationConfig({ ...tiny, episodes: 0 }), "config", [
     "evaluate.episodes = 0",
   ]);
-  await assertFails(() => validateEvaluateConfig({ ...tiny, sgdmMomentum: 1 }), "config", [
+  await assertFails(() => validateSetEvaluationConfig({ ...tiny, sgdmMomentum: 1 }), "config", [
     "evaluate.sgdmMomentum = 1",
   ]);
-  await assertFails(() => validateEvaluateConfig({ ...tiny, bcSteps: -1 }), "config", [
-    "evaluate.bcSteps = -1",
-  ]);
   await assertFails(
-    () => validateEvaluateConfig({ ...tiny, run: { ...tiny.run, bc: "yes" as never } }),
+    () => validateSetEvaluationConfig({ ...tiny, run: { ...tiny.run, curve: "yes" as never } }),
     "config",
-    ["evaluate.run.bc = yes"],
+    ["evaluate.run.curve = yes"],
   );
-  // The original evaluator refuses a NaN set too (it used to train NaN students and report a low score).
   await assertFails(
-    evaluateSyntheticSet(
-      { ...set, states: nan },
-      { hidden: [8], steps: 1, learningRate: 0.1, maxAction: 1 },
-      { students: 1, episodes: 1, seed: 0 },
-    ),
+    () => validateSetEvaluationConfig({ ...tiny, student: { ...student, hiddenLayers: 0 } }),
+    "config",
+    ["student.hiddenLayers = 0"],
+  );
+  const baselines: BaselinesConfig = { ...baselinesFor(2), bcSteps: -1 };
+  await assertFails(() => validateBaselinesConfig(baselines), "config", ["evaluate.bcSteps = -1"]);
+  // Scoring refuses a NaN set too (it would train NaN students and report a plain bad score).
+  await assertFails(
+    scoreSet({ ...set, states: nan }, protocol, { students: 1, episodes: 1 }, 0, new RolloutTally()),
     "input",
     ["non-finite"],
   );
@@ -187,11 +155,17 @@ Deno.test("bad sets are input errors naming the problem; bad configs name the se
 Deno.test("the stage refuses bad inputs before any work and caches nothing", async () => {
   const cacheRoot = await Deno.makeTempDir();
   const local = createRuntime({ cacheRoot, backend: "wasm" });
-  const good = distilledFrom(smallSet());
+  const good = distilledFrom();
   const nan = good.states.slice();
   nan[0] = NaN;
+  const nanSnapshot = good.snapshots[1].states.slice();
+  nanSnapshot[4] = NaN;
   const cases: [DistilledSet, string][] = [
     [{ ...good, states: nan }, "non-finite value (NaN) in states, row 0, column 0"],
+    [
+      { ...good, snapshots: [good.snapshots[0], { ...good.snapshots[1], states: nanSnapshot }] },
+      "the set at distillation step 2 has a non-finite value",
+    ],
     [{
       ...good,
       size: 0,
@@ -219,19 +193,6 @@ Deno.test("the stage refuses bad inputs before any work and caches nothing", asy
     assert.equal(error.stage, "evaluate");
     assert.ok(error.message.includes(message), error.message);
   }
-  const teacherArtifact = {
-    ...datasetArtifact,
-    stage: "teacher",
-    key: "t17",
-    value: fakeTeacher(17, 6),
-  } as never;
-  const distilledArtifact = { ...datasetArtifact, stage: "distill", key: "good", value: good } as never;
-  const wrongTeacher = await runStage(local, evaluateStage, tiny, {
-    dataset: datasetArtifact,
-    distilled: distilledArtifact,
-    teacher: teacherArtifact,
-  })();
-  assert.equal(wrongTeacher._tag === "Left" && wrongTeacher.left.kind, "input");
   const entries = await Array.fromAsync(Deno.readDir(`${cacheRoot}/evaluate`)).catch(() => []);
   assert.deepEqual(entries.filter((e) => !e.name.startsWith(".work-")), [], "no evaluation was cached");
 });
@@ -239,15 +200,12 @@ Deno.test("the stage refuses bad inputs before any work and caches nothing", asy
 Deno.test("an ensemble of identical students acts and scores exactly as the single student; two average", async () => {
   const set = smallSet();
   const protocol = { hidden: [32], steps: 5, learningRate: 0.1, maxAction: 1 };
-  const a = trainStudent(set, protocol, new Rng(1));
-  const b = trainStudent(set, protocol, new Rng(2));
-  const student = (params: typeof a): Student => ({
-    architecture: { kind: "mlp", hidden: [32] },
-    params,
-    maxAction: 1,
-  });
+  const a = trainStudent(set, protocol, new Rng(1)).params;
+  const b = trainStudent(set, protocol, new Rng(2)).params;
+  const student = (params: typeof a): Student => mlpStudent(params, 1);
+  const studentPolicy = (params: typeof a) => ensemblePolicy([student(params)], set);
   try {
-    const single = await evaluatePolicy("hopper", studentPolicy(a, set, 1), 3, 7);
+    const single = await evaluatePolicy("hopper", studentPolicy(a), 3, 7);
     const triple = await evaluatePolicy(
       "hopper",
       ensemblePolicy([student(a), student(a), student(a)], set),
@@ -258,7 +216,7 @@ Deno.test("an ensemble of identical students acts and scores exactly as the sing
     assert.deepEqual(triple.lengths, single.lengths);
     // Two different students: the ensemble's action is the mean of theirs, state by state.
     const obs = dataset.observations.subarray(0, 4 * 11);
-    const [pa, pb] = [await studentPolicy(a, set, 1)(obs, 4), await studentPolicy(b, set, 1)(obs, 4)];
+    const [pa, pb] = [await studentPolicy(a)(obs, 4), await studentPolicy(b)(obs, 4)];
     const mixed = await ensemblePolicy([student(a), student(b)], set)(obs, 4);
     assert.equal(mixed.length, 12);
     for (let i = 0; i < 12; i++) assert.ok(Math.abs(mixed[i] - (pa[i] + pb[i]) / 2) < 1e-7, `action ${i}`);
@@ -269,8 +227,8 @@ Deno.test("an ensemble of identical students acts and scores exactly as the sing
   }
 });
 
-Deno.test("the random-selection baseline uses real pairs of the dataset, distinct, in its normalized space", () => {
-  const set = randomSelectionSet(dataset, 64, new Rng(3));
+Deno.test("random real pairs: distinct pairs of the dataset in its normalized space, one draw per seed", () => {
+  const set = randomRealSet(dataset, 64, 3);
   assert.equal(new Set(set.indices).size, 64);
   set.indices.forEach((row, r) => {
     assert.deepEqual(
@@ -283,17 +241,46 @@ Deno.test("the random-selection baseline uses real pairs of the dataset, distinc
       assert.ok(Math.abs(set.states[r * 11 + j] - expected) < 1e-5);
     }
   });
-  const other = randomSelectionSet(dataset, 64, new Rng(4));
-  assert.notDeepEqual(Array.from(other.indices), Array.from(set.indices), "another repeat draws other pairs");
+  assert.deepEqual(
+    Array.from(randomRealSet(dataset, 64, 3).indices),
+    Array.from(set.indices),
+    "the same seed draws the same pairs",
+  );
+  assert.notDeepEqual(
+    Array.from(randomRealSet(dataset, 64, 4).indices),
+    Array.from(set.indices),
+    "another repeat draws other pairs",
+  );
+});
+
+Deno.test("common random numbers: student u of seed k starts alike and meets the same start states whatever the set", async () => {
+  assert.notEqual(studentSeed(0, 0), studentSeed(0, 1));
+  assert.notEqual(studentSeed(0, 0), studentSeed(1, 0));
+  assert.notEqual(studentSeed(0, 0), episodeSeed(0, 0));
+  const [a, b] = [smallSet(1), smallSet(2)];
+  const size = { students: 2, episodes: 2 };
+  const sa = await scoreSet(a, protocol, size, 7, new RolloutTally());
+  const again = await scoreSet(a, protocol, size, 7, new RolloutTally());
+  assert.deepEqual([again.normalized, again.trainLoss], [sa.normalized, sa.trainLoss], "deterministic");
+  const sb = await scoreSet(b, protocol, size, 7, new RolloutTally());
+  assert.notDeepEqual(sa.normalized, sb.normalized, "another set scores otherwise");
+  // The same start states: a constant policy scores identically under both evaluations' episode seeds.
+  const zero = (_s: Float32Array, n: number) => new Float32Array(n * 3);
+  for (let u = 0; u < 2; u++) {
+    const e1 = await evaluatePolicy("hopper", zero, 2, episodeSeed(7, u));
+    const e2 = await evaluatePolicy("hopper", zero, 2, episodeSeed(7, u));
+    assert.deepEqual(e1.returns, e2.returns);
+  }
 });
 
 Deno.test("autodiff SGD on the default MLP equals the hand-derived inner loop", () => {
   const set = smallSet();
-  const hand = trainStudent(
+  const trained = trainStudent(
     set,
     { hidden: [32, 32], steps: 10, learningRate: 0.1, maxAction: 1 },
     new Rng(11),
   );
+  const hand = trained.params;
   const auto = fitStudent(setPairs(set), {
     architecture: { kind: "mlp", hidden: [32, 32] },
     optimizer: { kind: "sgd", learningRate: 0.1 },
@@ -314,6 +301,10 @@ Deno.test("autodiff SGD on the default MLP equals the hand-derived inner loop", 
     assert.ok(maxMove > 1e-3, `training moved the weights (${maxMove})`);
     assert.ok(maxDiff < 1e-5, `hand-derived and autodiff weights differ by ${maxDiff}`);
     assert.ok(auto.finalLoss < auto.initialLoss);
+    assert.ok(
+      Math.abs(trained.finalLoss - auto.finalLoss) < 1e-5,
+      `the inner loop's final loss ${trained.finalLoss} is autodiff's ${auto.finalLoss}`,
+    );
   } finally {
     disposeMlp(hand);
     disposeStudent(auto);
@@ -322,7 +313,7 @@ Deno.test("autodiff SGD on the default MLP equals the hand-derived inner loop", 
 
 Deno.test("every Table 2 student trains: the loss falls for each architecture and optimizer", () => {
   const set = smallSet(6, 32);
-  const config = { ...tiny, studentLr: 0.1 };
+  const config = tiny;
   const before = tf.memory().numTensors;
   const losses: Record<string, [number, number]> = {};
   for (const name of ARCHITECTURE_NAMES) {
@@ -385,30 +376,6 @@ Deno.test("the residual student computes h ← h + relu(hW + b) between its firs
   }
 });
 
-Deno.test("the paper's summary: mean of the last 5 logged evaluations, then over seeds", async () => {
-  const curve = (scores: number[]) =>
-    scores.map((s, i) => ({ step: (i + 1) * 10, evaluation: evaluation(s) }));
-  // Seven evaluations, the last one being the final evaluation at step 80 (the curve runs to 80).
-  const run1 = {
-    curve: [...curve([1, 2, 3, 4, 5, 6]), { step: 70 }, { step: 80 }],
-    finalEvaluation: { meanNormalizedScore: 8 },
-  };
-  const log1 = evaluationLog(run1);
-  assert.deepEqual(log1.map((p) => p.step), [10, 20, 30, 40, 50, 60, 80]);
-  const s1 = lastEvaluations(log1, 5);
-  assert.equal(s1.used, 5);
-  assert.equal(s1.mean, (3 + 4 + 5 + 6 + 8) / 5);
-  const run2 = { curve: curve([10, 20]), finalEvaluation: { meanNormalizedScore: 20 } }; // final at step 20: logged once
-  const log2 = evaluationLog(run2);
-  assert.deepEqual(log2, [{ step: 10, score: 10 }, { step: 20, score: 20 }]);
-  const summary = seedSummary([log1, log2], 5);
-  assert.equal(summary.seeds, 2);
-  assert.deepEqual(summary.perSeed, [5.2, 15]);
-  assert.equal(summary.mean, (5.2 + 15) / 2);
-  assert.ok(Math.abs(summary.std - 4.9) < 1e-12);
-  await assertFails(() => seedSummary([log1, []]), "input", ["run 1 logged no evaluation"]);
-});
-
 Deno.test("BC steps follow Table 4 of the paper by dataset size", () => {
   assert.equal(table4BcSteps("hopper", 402_000), 80_000);
   assert.equal(table4BcSteps("hopper", 999_906), 50_000);
@@ -417,37 +384,50 @@ Deno.test("BC steps follow Table 4 of the paper by dataset size", () => {
   assert.equal(table4BcSteps("halfcheetah", 202_000), 40_000);
 });
 
-Deno.test("the whole stage through the runtime: every evaluation, paired references, metrics, no leaks, cached", async () => {
-  const distilled = distilledFrom(smallSet());
+/** Baselines settings for `repeats` Random selection repeats with the tiny student. */
+function baselinesFor(repeats: number): BaselinesConfig {
+  return {
+    randomSelection: true,
+    bc: true,
+    students: 2,
+    episodes: 2,
+    synsetSize: 16,
+    randomRepeats: repeats,
+    bcSteps: 20,
+    bcBatchSize: 64,
+    bcLr: 1e-3,
+    bcPolicies: 2,
+    student,
+  };
+}
+
+Deno.test("the whole evaluate stage through the runtime: final, curve, ensemble, Table 2, metrics, no leaks, cached", async () => {
+  const distilled = distilledFrom();
   const distilledArtifact = {
     ...datasetArtifact,
     stage: "distill",
     key: "set-16",
     value: distilled,
   } as never;
-  const teacherArtifact = { ...datasetArtifact, stage: "teacher", key: "t", value: fakeTeacher() } as never;
   const before = tf.memory().numTensors;
   const result = await runStage(rt, evaluateStage, tiny, {
     dataset: datasetArtifact,
     distilled: distilledArtifact,
-    teacher: teacherArtifact,
   })();
   assert.equal(result._tag, "Right", JSON.stringify(result).slice(0, 400));
-  const { value: report, manifest } = (result as {
-    right: {
-      value: import("../stages/evaluate.ts").EvaluationReport;
-      manifest: { metrics: Record<string, number> };
-    };
-  }).right;
+  const { value: report, manifest } =
+    (result as { right: { value: EvaluationReport; manifest: { metrics: Record<string, number> } } }).right;
   assert.equal(tf.memory().numTensors, before, "no tensor leaks");
   assert.equal(report.env, "hopper");
   assert.equal(report.synsetSize, 16);
-  assert.deepEqual(report.curve.log.map((p) => p.step), [2, 4, 6]);
-  assert.equal(report.curve.mean, (10 + 20 + 36) / 3);
-  assert.equal(report.plain!.units, 2);
-  assert.equal(report.plain!.normalizedScores.length, 4);
+  assert.equal(report.seed, 0);
+  assert.equal(report.final!.normalized.length, 2, "students");
+  assert.ok(report.final!.normalized.every((u) => u.length === 2), "episodes");
+  assert.equal(report.final!.trainLoss!.length, 2);
+  assert.deepEqual(report.curve!.map((p) => p.step), [0, 2, 4]);
+  assert.equal(report.curve![2].scores, report.final, "the final set is the curve's last point");
   assert.equal(report.ensemble!.members, 3);
-  assert.equal(report.ensemble!.normalizedScores.length, 2);
+  assert.equal(report.ensemble!.normalized.length, 1);
   assert.deepEqual(report.architectures!.map((v) => v.name), [
     "2-layer",
     "3-layer",
@@ -463,74 +443,51 @@ Deno.test("the whole stage through the runtime: every evaluation, paired referen
     "the reference student is shared",
   );
   assert.equal(report.architectures![5].architecture.kind, "residual");
-  assert.equal(report.baselines.randomSelection!.units, 2);
-  assert.equal(report.baselines.bc!.steps, 20);
-  assert.equal(report.baselines.teacher!.units, 1);
-  for (
-    const score of [
-      report.plain!,
-      report.ensemble!,
-      report.baselines.randomSelection!,
-      report.baselines.bc!,
-      report.baselines.teacher!,
-    ]
-  ) {
-    assert.ok(Number.isFinite(score.meanNormalizedScore) && score.meanReturn > -100, score.method);
+  for (const score of [report.final!, report.ensemble!]) {
     // Normalized scores are D4RL's of the raw returns.
     assert.ok(
-      Math.abs(score.normalizedScores[0] - (100 * (score.returns[0] + 20.272305)) / (3234.3 + 20.272305)) <
+      Math.abs(score.normalized[0][0] - (100 * (score.returns[0][0] + 20.272305)) / (3234.3 + 20.272305)) <
         1e-9,
     );
   }
   assert.ok(report.throughput.envSteps > 0 && report.throughput.stepsPerSecond > 0);
-  assert.equal(manifest.metrics["normalizedScore.plain"], report.plain!.meanNormalizedScore);
-  assert.equal(manifest.metrics["curveLast5"], report.curve.mean);
-  // Plain is the original evaluator under the plain stream: the distill stage's numbers and ours agree.
-  const direct = await evaluateSyntheticSet(distilled, report.protocol, {
-    students: 2,
-    episodes: 2,
-    seed: streamSeed(tiny.seed, "plain"),
-  });
-  assert.equal(direct.meanNormalizedScore, report.plain!.meanNormalizedScore);
+  assert.equal(manifest.metrics["normalizedScore.final"], meanScore(report.final!));
+  // The final set's scores are scoreSet's with the set's seed.
+  const direct = await scoreSet(distilled, report.protocol, tiny, 0, new RolloutTally());
+  assert.deepEqual(direct.normalized, report.final!.normalized);
   const again = await runStage(rt, evaluateStage, tiny, {
     dataset: datasetArtifact,
     distilled: distilledArtifact,
-    teacher: teacherArtifact,
   })();
   assert.equal(again._tag === "Right" && again.right.fromCache, true);
 });
 
-Deno.test("parts are independent streams; a run without a teacher logs the skip", async () => {
-  const distilled = distilledFrom(smallSet());
-  const only = (run: Partial<EvaluateConfig["run"]>): EvaluateConfig => ({
+Deno.test("the baselines stage: repeat r is seed r's initial set scored with seed r's students; BC policies; parts independent", async () => {
+  const result = await runStage(rt, baselinesStage, baselinesFor(2), { dataset: datasetArtifact })();
+  assert.equal(result._tag, "Right", JSON.stringify(result).slice(0, 400));
+  const report =
+    (result as { right: { value: import("../stages/baselines.ts").BaselinesReport } }).right.value;
+  assert.deepEqual(report.randomSelection!.map((s) => s.seed), [0, 1]);
+  assert.equal(report.bc!.normalized.length, 2, "one unit per BC policy");
+  assert.equal(report.bc!.steps, 20);
+  assert.ok(Number.isFinite(report.bc!.finalLoss));
+  // Common random numbers with the methods: the step-0 snapshot of a seed-1 distillation is the
+  // Random selection set of repeat 1, and the evaluate stage scores it exactly as the baselines did.
+  const evaluated = await evaluate({ dataset, distilled: distilledFrom(1) }, {
     ...tiny,
-    run: {
-      plain: false,
-      ensemble: false,
-      architectures: false,
-      optimizers: false,
-      randomSelection: false,
-      bc: false,
-      teacher: false,
-      ...run,
-    },
-  });
-  const events: Record<string, unknown>[] = [];
-  const alone = await evaluate({ dataset, distilled }, only({ plain: true, teacher: true }), context(events));
-  const withOthers = await evaluate(
-    { dataset, distilled },
-    only({ plain: true, randomSelection: true }),
-    context(),
-  );
+    run: { ...tiny.run, ensemble: false, architectures: false, optimizers: false },
+  }, standaloneContext());
+  assert.deepEqual(evaluated.curve![0].scores.normalized, report.randomSelection![1].normalized);
+  // Turning BC off changes nothing of Random selection.
+  const alone = await evaluateBaselines({ dataset }, { ...baselinesFor(2), bc: false }, standaloneContext());
   assert.deepEqual(
-    alone.plain!.returns,
-    withOthers.plain!.returns,
-    "turning random selection on does not change plain",
+    alone.randomSelection!.map((s) => s.normalized),
+    report.randomSelection!.map((s) => s.normalized),
   );
-  assert.ok(events.some((e) => e.event === "skipped" && e.method === "teacher"));
-  assert.equal(alone.baselines.teacher, undefined);
-  assert.equal(alone.architectures, undefined);
-  // Optimizers alone still compute their SGD reference.
-  const optimizers = await evaluate({ dataset, distilled }, only({ optimizers: true }), context());
-  assert.deepEqual(optimizers.optimizers!.map((v) => v.name), ["sgd", "adam", "adamw", "sgdm"]);
+  assert.equal(alone.bc, undefined);
+  await assertFails(
+    evaluateBaselines({ dataset }, { ...baselinesFor(1), synsetSize: dataset.n + 1 }, standaloneContext()),
+    "config",
+    ["random selection of", "at least that many"],
+  );
 });

@@ -208,3 +208,31 @@ Deno.test("a config holding NaN is rejected as a config error", async () => {
   assert.match(error.message, /config of stage source: n is NaN/);
   assert.equal(rt.executions.size, 0);
 });
+
+Deno.test("a stage's checkpoint survives its failure, is handed to the rerun, and goes with the cached result", async () => {
+  const root = await Deno.makeTempDir();
+  let failing = true;
+  const seen: unknown[] = [];
+  const resumable = defineStage<Record<string, never>, { n: number; checkpointEvery: number }, { n: number }>({
+    name: "resumable",
+    version: "1",
+    cadence: ["checkpointEvery"],
+    compute: async ({}, { n }, ctx) => {
+      seen.push(await ctx.checkpoint.load());
+      await ctx.checkpoint.save({ done: n, xs: Float32Array.of(1, 2) });
+      if (failing) fail("numeric", "diverged");
+      return { n };
+    },
+  });
+  const rt = createRuntime({ cacheRoot: root, backend: "cpu" });
+  assert.equal((await runStage(rt, resumable, { n: 3, checkpointEvery: 1 }, {})())._tag, "Left");
+  failing = false;
+  const done = right(await runStage(rt, resumable, { n: 3, checkpointEvery: 1 }, {})());
+  assert.deepEqual(seen, [undefined, { done: 3, xs: Float32Array.of(1, 2) }], "the rerun found the checkpoint");
+  const stageDir = (await Array.fromAsync(Deno.readDir(join(root, "resumable")))).map((e) => e.name);
+  assert.deepEqual(stageDir, [done.key], "the work directory is gone once the output is cached");
+  // A cadence setting is not part of the key: another checkpoint interval reuses the entry.
+  const again = right(await runStage(rt, resumable, { n: 3, checkpointEvery: 7 }, {})());
+  assert.equal(again.fromCache, true);
+  assert.equal(again.key, done.key);
+});

@@ -4,7 +4,7 @@
  * a per-step random stream, and Cal-QL's Monte-Carlo returns-to-go.
  *
  * Randomness: step t of a run with seed s draws everything (indices, noise) from
- * `stepRng(s, t)` (`numerics/random.ts`), a fresh stream per step. A run resumed from a checkpoint at step t therefore
+ * `new Rng(deriveSeed(s, t))` (`numerics/random.ts`), a fresh stream per step. A run resumed from a checkpoint at step t therefore
  * draws exactly what the uninterrupted run would have drawn.
  * @module
  */

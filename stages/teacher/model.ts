@@ -16,8 +16,9 @@
  * @module
  */
 
+import { writeAtomic } from "../../core/atomic.ts";
 import * as tf from "@tensorflow/tfjs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { EnvName } from "../../envs/locomotion.ts";
 import type { BatchPolicy } from "../../envs/rollout.ts";
 import { fail } from "../../core/errors.ts";
@@ -379,17 +380,17 @@ function bytesOf(a: Float32Array): Uint8Array {
 /**
  * Writes `artifact` to `dir` (which must not exist) as `teacher.json` (format, version, algorithm,
  * dimensions, normalization, architecture, facts) and `actor.<i>.weight.bin`-style files holding
- * float32 little-endian values, weights [in, out] row-major. Written to a temporary directory and
- * renamed, so `dir` is complete or absent.
+ * float32 little-endian values, weights [in, out] row-major. Written atomically (`core/atomic.ts`),
+ * so `dir` is complete or absent.
  */
 export async function saveTeacherDir(dir: string, artifact: TeacherArtifact): Promise<void> {
   validateArtifact(artifact);
   if (await Deno.stat(dir).then(() => true, () => false)) {
     fail("io", `${dir} already exists`, "choose another --out or delete it; results are never overwritten");
   }
-  const tmp = `${dir}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-  await Deno.mkdir(tmp, { recursive: true });
-  try {
+  await Deno.mkdir(dirname(dir), { recursive: true });
+  await writeAtomic(dir, async (tmp) => {
+    await Deno.mkdir(tmp);
     const saveNet = async (name: string, net: MlpWeights): Promise<SavedNet> => {
       const layers = [];
       for (let i = 0; i + 1 < net.sizes.length; i++) {
@@ -429,11 +430,7 @@ export async function saveTeacherDir(dir: string, artifact: TeacherArtifact): Pr
       },
     };
     await Deno.writeTextFile(join(tmp, TEACHER_JSON), JSON.stringify(index, null, 2) + "\n");
-    await Deno.rename(tmp, dir);
-  } catch (e) {
-    await Deno.remove(tmp, { recursive: true }).catch(() => {});
-    throw e;
-  }
+  }, { replace: false });
 }
 
 /** Reads a directory written by {@link saveTeacherDir}, verifying every file's size and sha256. */
