@@ -55,11 +55,10 @@ export {
   type GridSpec,
   type GridTask,
   parseGridArgs,
-  runLocal,
-  runSlurm,
-  slurmScript,
   type TaskOutcome,
-} from "./grid/grid.ts";
+} from "./grid/spec.ts";
+export { runLocal } from "./grid/local.ts";
+export { runSlurm, slurmScript } from "./grid/slurm_executor.ts";
 export { acquireLock, DEFAULT_LOCK_OPTIONS, type LockOptions } from "./core/lock.ts";
 export {
   arrayTaskStates,
@@ -169,18 +168,20 @@ export { evaluatePolicy } from "./envs/rollout.ts";
 // Types the API above refers to
 export type { ArtifactInputs } from "./core/runtime.ts";
 export type { Lookup } from "./core/cache.ts";
-export type {
-  Executor,
-  GridRecord,
-  GridReporter,
-  GridRequest,
-  GridStatus,
-  SlurmScriptOptions,
-} from "./grid/grid.ts";
+export type { Executor, GridReporter, GridRequest } from "./grid/spec.ts";
+export type { GridRecord, GridStatus } from "./grid/record.ts";
+export type { SlurmScriptOptions } from "./grid/slurm_executor.ts";
 export type { HeldLock, LockHolder } from "./core/lock.ts";
 export type { ArrayScriptOptions, JobState, SubmitOptions, TaskStatus, WaitOptions } from "./grid/slurm.ts";
 export type { ConsoleProgressOptions } from "./core/progress.ts";
-export type { BaselineRecord, RunRecord, StageTiming, SummaryFiles, SummaryInput, TableCell } from "./report/summarize.ts";
+export type {
+  BaselineRecord,
+  RunRecord,
+  StageTiming,
+  SummaryFiles,
+  SummaryInput,
+  TableCell,
+} from "./report/summarize.ts";
 export type { AtomicOptions } from "./core/atomic.ts";
 export type { FittedStudent } from "./stages/student_fit.ts";
 export { RolloutTally } from "./stages/scores.ts";

@@ -13,27 +13,20 @@ import { join, resolve } from "node:path";
 import { BACKEND_ENV, initBackend, requestedBackend } from "../numerics/backend.ts";
 import { helpText } from "../core/cli.ts";
 import { formatError, type PipelineError, toPipelineError } from "../core/errors.ts";
+import { checkGridPermissions, taskPermissions, workerPermissions, workerTask } from "../grid/permissions.ts";
 import {
-  checkGridPermissions,
   expandGrid,
-  failedIndices,
   GRID_OPTIONS,
-  type GridRecord,
   type GridSpec,
-  type GridStatus,
   type GridTask,
   parseGridArgs,
-  readGrid,
-  runLocal,
-  runSlurm,
   shellQuote,
-  slurmScript,
   taskCommand,
   type TaskOutcome,
-  taskPermissions,
-  workerPermissions,
-  workerTask,
-} from "../grid/grid.ts";
+} from "../grid/spec.ts";
+import { failedIndices, type GridRecord, type GridStatus, readGrid } from "../grid/record.ts";
+import { runLocal } from "../grid/local.ts";
+import { runSlurm, slurmScript } from "../grid/slurm_executor.ts";
 import { writeJsonAtomic } from "../core/atomic.ts";
 import { fileMetricsLog } from "../core/metrics.ts";
 import { presetConfig, runStudy, type StudyResult, withSeed } from "../study/obd.ts";

@@ -8,13 +8,8 @@ import { join } from "node:path";
 import { createRuntime, runStage } from "../core/runtime.ts";
 import { defineStage } from "../core/stage.ts";
 import { entryLockPath, type LockHolder, type LockOptions, staleReason, thisHost } from "../core/lock.ts";
-import {
-  expandGrid,
-  parseGridArgs,
-  type TaskOutcome,
-  widenPermissions,
-  workerPermissions,
-} from "../grid/grid.ts";
+import { expandGrid, parseGridArgs, type TaskOutcome } from "../grid/spec.ts";
+import { widenPermissions, workerPermissions } from "../grid/permissions.ts";
 import { slurmAvailable } from "../grid/slurm.ts";
 import { REPO_ROOT, taskFlags } from "./helpers.ts";
 
@@ -222,7 +217,11 @@ Deno.test("a lock from another host is waited for while its heartbeat is fresh a
     what: `slow/${key}`,
   };
   await Deno.writeTextFile(lock, JSON.stringify(holder));
-  const { rt, reports } = reportingRuntime(cacheRoot, { pollMs: 50, staleAfterMs: 1_500, reportEveryMs: 400 });
+  const { rt, reports } = reportingRuntime(cacheRoot, {
+    pollMs: 50,
+    staleAfterMs: 1_500,
+    reportEveryMs: 400,
+  });
   const started = performance.now();
   const result = await runStage(rt, slowStage, { n: 4 }, {})();
   const waited = performance.now() - started;
@@ -382,13 +381,21 @@ Deno.test("local grid: 2 workers, a failing task listed with its log, fixed and 
   const rows = await reportRows(runDir);
   for (const seed of [0, 1]) assert.ok(rows.includes(`embedded|DBC|${seed}`), rows.join("\n"));
   const table1 = await Deno.readTextFile(join(inRepo(runDir), "table1_methods.csv"));
-  assert.match(table1, /^DBC,embedded,[-\d.]+,[-\d.]+,[-\d.]+,[-\d.]+,[-\d.]+,[-\d.]+,2,\d+$/m, "both seeds pooled");
+  assert.match(
+    table1,
+    /^DBC,embedded,[-\d.]+,[-\d.]+,[-\d.]+,[-\d.]+,[-\d.]+,[-\d.]+,2,\d+$/m,
+    "both seeds pooled",
+  );
   assert.ok(first.json.stagesComputedByTasks.load >= 1, JSON.stringify(first.json));
   assert.deepEqual(first.json.stagesComputedBySummary, {}, "the summary reuses what the tasks computed");
   // Each task's own log lives in the grid's run directory, not in a run directory of its own.
-  const taskDirs = (await Array.fromAsync(Deno.readDir(join(inRepo(runDir), "tasks")))).filter((e) => e.isDirectory);
+  const taskDirs = (await Array.fromAsync(Deno.readDir(join(inRepo(runDir), "tasks")))).filter((e) =>
+    e.isDirectory
+  );
   assert.equal(taskDirs.length, 8, taskDirs.map((e) => e.name).join(", "));
-  for (const e of taskDirs) assert.ok(await exists(join(inRepo(runDir), "tasks", e.name, "metrics.jsonl")), e.name);
+  for (const e of taskDirs) {
+    assert.ok(await exists(join(inRepo(runDir), "tasks", e.name, "metrics.jsonl")), e.name);
+  }
 
   // Fix the input and resubmit: only the four failed tasks run.
   await Deno.copyFile(join(REPO_ROOT, "data/embedded/hopper_medium_replay-obd.hdf5"), late);

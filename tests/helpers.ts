@@ -1,7 +1,7 @@
 /** Helpers shared by the tests: Debian's Python as a reference, typed failures, tasks' own permissions. */
 import assert from "node:assert/strict";
 import { PipelineFailure } from "../core/errors.ts";
-import { taskPermissions } from "../grid/grid.ts";
+import { taskPermissions } from "../grid/permissions.ts";
 import { silentProgress } from "../core/progress.ts";
 import { type Artifact, runStage, type Runtime } from "../core/runtime.ts";
 import { loadStage, locateDataset, type OfflineDataset } from "../stages/load.ts";
@@ -14,7 +14,11 @@ export const REPO_ROOT = new URL("..", import.meta.url).pathname;
  * pyenv or conda `python3` on PATH would not have them). `sys.argv[1:]` are `args`; stdout is JSON.
  */
 export async function python(code: string, ...args: string[]): Promise<any> {
-  const out = await new Deno.Command("/usr/bin/python3", { args: ["-c", code, ...args], stdout: "piped", stderr: "piped" })
+  const out = await new Deno.Command("/usr/bin/python3", {
+    args: ["-c", code, ...args],
+    stdout: "piped",
+    stderr: "piped",
+  })
     .output();
   const stderr = new TextDecoder().decode(out.stderr);
   assert.ok(out.success, `python failed (tests/setup-debian.sh installs the Debian packages):\n${stderr}`);
@@ -38,7 +42,9 @@ export async function assertFails(
   }
   assert.ok(caught instanceof PipelineFailure, `expected a PipelineFailure, got ${caught}`);
   assert.equal(caught.error.kind, kind, caught.error.message);
-  for (const part of parts) assert.ok(caught.error.message.includes(part), `'${part}' not in: ${caught.error.message}`);
+  for (const part of parts) {
+    assert.ok(caught.error.message.includes(part), `'${part}' not in: ${caught.error.message}`);
+  }
   assert.ok(!caught.error.message.includes("\n"), "messages are one line");
   return caught;
 }
@@ -58,13 +64,22 @@ export async function runUnderTask(task: string, script: string, args: readonly 
     stdout: "piped",
     stderr: "piped",
   }).output();
-  return { code: out.code, stdout: new TextDecoder().decode(out.stdout), stderr: new TextDecoder().decode(out.stderr).trim() };
+  return {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr).trim(),
+  };
 }
 
 /** The embedded dataset through the real load stage of `rt` (at least `minTransitions`), or a thrown error. */
 export async function loadEmbedded(rt: Runtime, minTransitions = 1000): Promise<Artifact<OfflineDataset>> {
   const located = await locateDataset("embedded", silentProgress);
-  const loaded = await runStage(rt, loadStage, { file: located.file, sha256: located.sha256, env: located.env, minTransitions }, {})();
+  const loaded = await runStage(rt, loadStage, {
+    file: located.file,
+    sha256: located.sha256,
+    env: located.env,
+    minTransitions,
+  }, {})();
   if (loaded._tag === "Left") throw new Error(loaded.left.message);
   return loaded.right;
 }
