@@ -21,7 +21,14 @@ import { BACKEND_ENV, initBackend, requestedBackend } from "../numerics/backend.
 import { standaloneContext } from "../core/stage.ts";
 import { disposeMlp } from "../numerics/mlp.ts";
 import { Rng } from "../numerics/random.ts";
-import { ensemblePolicy, mlpStudent, PAPER_STUDENT, type Student, studentProtocol, trainStudent } from "../stages/student.ts";
+import {
+  ensemblePolicy,
+  mlpStudent,
+  PAPER_STUDENT,
+  type Student,
+  studentProtocol,
+  trainStudent,
+} from "../stages/student.ts";
 import { randomRealSet } from "../stages/synset.ts";
 import { EMBEDDED_DATASET, loadStage } from "../stages/load.ts";
 import { intArg } from "./args.ts";

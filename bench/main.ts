@@ -3,7 +3,7 @@
  * @module
  */
 
-const BENCHES = ["env", "distill", "teacher", "evaluate", "density"] as const;
+const BENCHES = ["env", "distill", "teacher", "evaluate", "density", "protocol"] as const;
 
 const [name] = Deno.args;
 if (!name || !(BENCHES as readonly string[]).includes(name)) {

@@ -27,7 +27,13 @@ import { intArg, intListArg, positiveArg } from "./args.ts";
 import { type StageContext, standaloneContext } from "../core/stage.ts";
 import { tidyPlain } from "../numerics/mlp.ts";
 import { deriveSeed, Rng } from "../numerics/random.ts";
-import { datasetMeanScore, EMBEDDED_DATASET, loadStage, normalizeStates, type OfflineDataset } from "../stages/load.ts";
+import {
+  datasetMeanScore,
+  EMBEDDED_DATASET,
+  loadStage,
+  normalizeStates,
+  type OfflineDataset,
+} from "../stages/load.ts";
 import { defaultTeacherConfig, teacherStage } from "../stages/teacher.ts";
 import { Calql, CALQL_DEFAULTS, calqlNoise, initCalqlWeights } from "../stages/teacher/calql.ts";
 import { PAPER_EVALUATE } from "../stages/evaluate.ts";

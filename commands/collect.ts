@@ -9,7 +9,13 @@
 
 import { dirname } from "node:path";
 import { ENV_NAMES, ENV_SPECS, type EnvName } from "../envs/locomotion.ts";
-import { collect, type CollectConfig, DATASET_KINDS, type DatasetKind, defaultCollectConfig } from "../datasets/collect.ts";
+import {
+  collect,
+  type CollectConfig,
+  DATASET_KINDS,
+  type DatasetKind,
+  defaultCollectConfig,
+} from "../datasets/collect.ts";
 import { writeD4rlFile } from "../datasets/hdf5.ts";
 import { helpText, parseCommandLine } from "../core/cli.ts";
 import { pipelineError, toPipelineError } from "../core/errors.ts";
@@ -23,17 +29,31 @@ const OPTIONS = {
   "max-iterations": { type: "string", help: "ARS iterations at most (default 3000)" },
   "medium-score": { type: "string", help: "normalized score that makes a policy 'medium' (default 33.3)" },
   "expert-score": { type: "string", help: "normalized score at which expert training stops (default 90)" },
-  "replay-episodes": { type: "string", help: "medium-replay: exploration episodes recorded per ARS iteration (default 8)" },
-  "exploration-noise": { type: "string", help: "medium-replay: σ of their Gaussian action noise (default 0.3)" },
+  "replay-episodes": {
+    type: "string",
+    help: "medium-replay: exploration episodes recorded per ARS iteration (default 8)",
+  },
+  "exploration-noise": {
+    type: "string",
+    help: "medium-replay: σ of their Gaussian action noise (default 0.3)",
+  },
   help: { type: "boolean", help: "show this help" },
 } as const;
-const USAGE = `deno task collect <${ENV_NAMES.join("|")}> <${DATASET_KINDS.join("|")}> --out data/<file>.hdf5 [options]`;
+const USAGE = `deno task collect <${ENV_NAMES.join("|")}> <${
+  DATASET_KINDS.join("|")
+}> --out data/<file>.hdf5 [options]`;
 
 function positiveNumber(name: string, raw: string | undefined, fallback: number, integer: boolean): number {
   if (raw === undefined) return fallback;
   const v = Number(raw);
   if (!Number.isFinite(v) || (integer && !Number.isInteger(v)) || v < 0) {
-    exitWithError(pipelineError("config", `--${name} ${raw} is not a ${integer ? "non-negative integer" : "non-negative number"}`, `e.g. --${name} ${fallback}`));
+    exitWithError(
+      pipelineError(
+        "config",
+        `--${name} ${raw} is not a ${integer ? "non-negative integer" : "non-negative number"}`,
+        `e.g. --${name} ${fallback}`,
+      ),
+    );
   }
   return v;
 }
@@ -50,14 +70,32 @@ async function main(args: string[]): Promise<void> {
     exitWithError(pipelineError("config", `unknown environment "${env ?? ""}"`, `usage: ${USAGE}`));
   }
   if (!DATASET_KINDS.includes(kind as DatasetKind)) {
-    exitWithError(pipelineError("config", `unknown dataset kind "${kind ?? ""}"`, `choose one of ${DATASET_KINDS.join(", ")}`));
+    exitWithError(
+      pipelineError(
+        "config",
+        `unknown dataset kind "${kind ?? ""}"`,
+        `choose one of ${DATASET_KINDS.join(", ")}`,
+      ),
+    );
   }
   const out = parsed.values.out as string | undefined;
   if (!out || !out.endsWith(".hdf5")) {
-    exitWithError(pipelineError("config", out ? `--out ${out} does not end in .hdf5` : "--out is required", "e.g. --out data/collected/hopper_medium_replay.hdf5"));
+    exitWithError(
+      pipelineError(
+        "config",
+        out ? `--out ${out} does not end in .hdf5` : "--out is required",
+        "e.g. --out data/collected/hopper_medium_replay.hdf5",
+      ),
+    );
   }
   if (await Deno.stat(out).then(() => true, () => false)) {
-    exitWithError(pipelineError("config", `${out} already exists`, "choose another --out or delete the file; results are never overwritten"));
+    exitWithError(
+      pipelineError(
+        "config",
+        `${out} already exists`,
+        "choose another --out or delete the file; results are never overwritten",
+      ),
+    );
   }
   // The file is written after minutes of training: make its directory now, so a path that cannot
   // be written fails before any work.
@@ -72,16 +110,33 @@ async function main(args: string[]): Promise<void> {
     mediumScore: positiveNumber("medium-score", v["medium-score"], defaults.mediumScore, false),
     expertScore: positiveNumber("expert-score", v["expert-score"], defaults.expertScore, false),
     replayEpisodes: positiveNumber("replay-episodes", v["replay-episodes"], defaults.replayEpisodes, true),
-    explorationNoise: positiveNumber("exploration-noise", v["exploration-noise"], defaults.explorationNoise, false),
+    explorationNoise: positiveNumber(
+      "exploration-noise",
+      v["exploration-noise"],
+      defaults.explorationNoise,
+      false,
+    ),
   };
   const run = openRun(`collect-${env}-${kind}`);
-  console.error(`collect: ${env} ${kind} → ${out} (seed ${config.seed}, up to ${config.transitions} transitions); log ${run.dir}/metrics.jsonl`);
+  console.error(
+    `collect: ${env} ${kind} → ${out} (seed ${config.seed}, up to ${config.transitions} transitions); log ${run.dir}/metrics.jsonl`,
+  );
   try {
-    const result = await collect(config, { progress: run.progress, log: (r) => run.metrics.log(r), checkpointDir: `${out}.ars-checkpoint` });
+    const result = await collect(config, {
+      progress: run.progress,
+      log: (r) => run.metrics.log(r),
+      checkpointDir: `${out}.ars-checkpoint`,
+    });
     const t = result.transitions;
     const { obsDim, actDim } = ENV_SPECS[config.env];
     const policyFacts = (label: string, p: typeof result.medium) =>
-      p ? { [`${label}_return`]: p.evalReturn, [`${label}_score`]: p.evalScore, [`${label}_iteration`]: p.iteration } : {};
+      p
+        ? {
+          [`${label}_return`]: p.evalReturn,
+          [`${label}_score`]: p.evalScore,
+          [`${label}_iteration`]: p.iteration,
+        }
+        : {};
     await writeD4rlFile(out, {
       n: t.size,
       obsDim,

@@ -23,9 +23,16 @@ export function isError(x: unknown): x is PipelineError {
  * The run's services: `<dir>/metrics.jsonl` and console progress; `dir` defaults to a new
  * `data/runs/<stamp>-<name>-<nonce>/`.
  */
-export function openRun(name: string, dir?: string): { dir: string; metrics: MetricsLog; progress: ProgressFactory } {
+export function openRun(
+  name: string,
+  dir?: string,
+): { dir: string; metrics: MetricsLog; progress: ProgressFactory } {
   const stamp = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 23);
   dir ??= `data/runs/${stamp}-${name.replace(/[^A-Za-z0-9_.-]+/g, "_")}-${crypto.randomUUID().slice(0, 4)}`;
   const interval = Number(Deno.env.get("OBD_PROGRESS_INTERVAL_MS") ?? "") || undefined;
-  return { dir, metrics: fileMetricsLog(`${dir}/metrics.jsonl`), progress: consoleProgress({ lineIntervalMs: interval }) };
+  return {
+    dir,
+    metrics: fileMetricsLog(`${dir}/metrics.jsonl`),
+    progress: consoleProgress({ lineIntervalMs: interval }),
+  };
 }

@@ -242,7 +242,9 @@ export function rollouts(
   const prevObs = new Float32Array(n * obsDim);
   const scratch = new Float64Array(obsDim);
   // One buffer per environment, concatenated at the end: D4RL stores each episode contiguously.
-  const perEnv = options.record ? Array.from({ length: n }, () => emptyTransitions(obsDim, actDim, 256)) : undefined;
+  const perEnv = options.record
+    ? Array.from({ length: n }, () => emptyTransitions(obsDim, actDim, 256))
+    : undefined;
   // Welford over visited states (the states actions were taken in).
   let count = 0;
   const mean = new Float64Array(obsDim);
@@ -304,7 +306,11 @@ export function rollouts(
 }
 
 /** The rows of several buffers one after the other, trimmed to their sizes. */
-export function concatTransitions(parts: readonly TransitionBuffers[], obsDim: number, actDim: number): TransitionBuffers {
+export function concatTransitions(
+  parts: readonly TransitionBuffers[],
+  obsDim: number,
+  actDim: number,
+): TransitionBuffers {
   const size = parts.reduce((k, p) => k + p.size, 0);
   const out = emptyTransitions(obsDim, actDim, size);
   let at = 0;

@@ -35,11 +35,18 @@ export interface BackendInfo {
 export const BACKEND_ENV = "OBD_BACKEND";
 
 /** The backend requested by a flag, else the environment, else `wasm`. */
-export function requestedBackend(flag: string | undefined, env: string | undefined): BackendName | PipelineError {
+export function requestedBackend(
+  flag: string | undefined,
+  env: string | undefined,
+): BackendName | PipelineError {
   const name = flag ?? env ?? "wasm";
   if ((BACKENDS as readonly string[]).includes(name)) return name as BackendName;
   const source = flag !== undefined ? "--backend" : BACKEND_ENV;
-  return pipelineError("config", `unknown backend "${name}" from ${source}`, `choose one of ${BACKENDS.join(", ")}`);
+  return pipelineError(
+    "config",
+    `unknown backend "${name}" from ${source}`,
+    `choose one of ${BACKENDS.join(", ")}`,
+  );
 }
 
 let started: BackendInfo | undefined;
@@ -51,12 +58,20 @@ let started: BackendInfo | undefined;
 export async function initBackend(name: BackendName): Promise<BackendInfo | PipelineError> {
   if (started && started.name === name) return started;
   try {
-    const info = name === "wasm" ? await startWasm() : name === "cpu" ? await startCpu() : await startTensorflow();
+    const info = name === "wasm"
+      ? await startWasm()
+      : name === "cpu"
+      ? await startCpu()
+      : await startTensorflow();
     if ("kind" in info) return info;
     started = info;
     return info;
   } catch (e) {
-    return pipelineError("backend", `backend ${name} failed to start: ${(e as Error).message}`, "try --backend cpu");
+    return pipelineError(
+      "backend",
+      `backend ${name} failed to start: ${(e as Error).message}`,
+      "try --backend cpu",
+    );
   }
 }
 
@@ -90,9 +105,16 @@ async function startTensorflow(): Promise<BackendInfo | PipelineError> {
     if (!existsSync(entry)) continue;
     const specifier = `npm:${pkg}@4.22.0`;
     await import(specifier);
-    if (!(await tf.setBackend("tensorflow"))) throw new Error(`${pkg} loaded but registered no "tensorflow" backend`);
+    if (!(await tf.setBackend("tensorflow"))) {
+      throw new Error(`${pkg} loaded but registered no "tensorflow" backend`);
+    }
     await tf.ready();
-    return { name: "tensorflow", label: `tensorflow:${pkg.split("/")[1]}`, threads: navigator.hardwareConcurrency || 1, tfjsVersion: tf.version.tfjs };
+    return {
+      name: "tensorflow",
+      label: `tensorflow:${pkg.split("/")[1]}`,
+      threads: navigator.hardwareConcurrency || 1,
+      tfjsVersion: tf.version.tfjs,
+    };
   }
   return pipelineError(
     "backend",
@@ -129,7 +151,9 @@ export function installWasmTransposeFix(): void {
           const rank = x.shape.length;
           const perm = [...Array(rank).keys()];
           [perm[rank - 2], perm[rank - 1]] = [perm[rank - 1], perm[rank - 2]];
-          const out = transpose.kernelFunc({ inputs: { x }, attrs: { perm }, backend } as never) as tf.TensorInfo;
+          const out = transpose.kernelFunc(
+            { inputs: { x }, attrs: { perm }, backend } as never,
+          ) as tf.TensorInfo;
           temporaries.push(out);
           return out;
         };

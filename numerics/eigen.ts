@@ -65,4 +65,3 @@ export function symmetricEigen(a: ArrayLike<number>, d: number): Eigen {
     }),
   };
 }
-

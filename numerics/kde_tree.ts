@@ -513,4 +513,3 @@ export class BlockEvaluator {
 
 /** Floats of per-query kernel state (see `kde_wasm.ts`). */
 export const STATE_FLOATS = 6;
-

@@ -237,7 +237,11 @@ export async function computeStateDensity(
 }
 
 /** The density stage: {@link computeStateDensity} on the load stage's dataset, summary in the manifest. */
-export const densityStage: Stage<{ dataset: OfflineDataset }, DensityConfig, StateDensity & { readonly datasetSha256: string }> = defineStage<
+export const densityStage: Stage<
+  { dataset: OfflineDataset },
+  DensityConfig,
+  StateDensity & { readonly datasetSha256: string }
+> = defineStage<
   { dataset: OfflineDataset },
   DensityConfig,
   StateDensity & { readonly datasetSha256: string }

@@ -15,8 +15,8 @@ import {
   episodeReturns,
   loadD4rlDataset,
   observationStats,
-  qlearningView,
   type QLearningView,
+  qlearningView,
   resolveD4rlAlias,
 } from "../datasets/d4rl.ts";
 import { download, verifyFile } from "../datasets/download.ts";
@@ -52,19 +52,35 @@ export interface LocatedDataset {
  */
 export async function locateDataset(name: string, progress: ProgressFactory): Promise<LocatedDataset> {
   if (name === EMBEDDED_DATASET.name) {
-    const sha256 = await verifyFile({ url: "(shipped in the repository)", path: EMBEDDED_DATASET.file }).catch(() =>
-      fail("input", `the embedded dataset ${EMBEDDED_DATASET.file} is missing`, "restore it with `git checkout data/embedded`")
-    );
+    const sha256 = await verifyFile({ url: "(shipped in the repository)", path: EMBEDDED_DATASET.file })
+      .catch(() =>
+        fail(
+          "input",
+          `the embedded dataset ${EMBEDDED_DATASET.file} is missing`,
+          "restore it with `git checkout data/embedded`",
+        )
+      );
     return { name, file: EMBEDDED_DATASET.file, sha256, env: EMBEDDED_DATASET.env };
   }
   if (/\.(hdf5|h5)$/i.test(name)) {
     const exists = await Deno.stat(name).then((s) => s.isFile, () => false);
-    if (!exists) fail("input", `dataset file ${name} does not exist`, "give a path to an HDF5 file in D4RL layout, or a D4RL alias");
+    if (!exists) {
+      fail(
+        "input",
+        `dataset file ${name} does not exist`,
+        "give a path to an HDF5 file in D4RL layout, or a D4RL alias",
+      );
+    }
     const sha256 = await verifyFile({ url: "(local file)", path: name });
     return { name, file: name, sha256 };
   }
   const info = resolveD4rlAlias(name);
-  const remote = { url: info.url, path: `${D4RL_DIR}/${info.fileName}`, bytes: info.sizeBytes, sha256: info.sha256 };
+  const remote = {
+    url: info.url,
+    path: `${D4RL_DIR}/${info.fileName}`,
+    bytes: info.sizeBytes,
+    sha256: info.sha256,
+  };
   const present = await Deno.stat(remote.path).then(() => true, () => false);
   const sha256 = present ? await verifyFile(remote) : await download(remote, progress);
   return { name, file: remote.path, sha256, env: info.env };
@@ -125,7 +141,11 @@ export function datasetMeanScore(dataset: Pick<OfflineDataset, "env" | "episodeR
 }
 
 /** Decides the environment of a file: the expected one, else its `env` attribute, else its name. */
-function environmentOf(config: LoadConfig, attrs: Readonly<Record<string, unknown>>, obsDim: number): EnvName {
+function environmentOf(
+  config: LoadConfig,
+  attrs: Readonly<Record<string, unknown>>,
+  obsDim: number,
+): EnvName {
   if (config.env) return config.env;
   const attr = typeof attrs.env === "string" ? attrs.env.toLowerCase() : undefined;
   const byAttr = ENV_NAMES.find((e) => e === attr);
@@ -142,22 +162,35 @@ function environmentOf(config: LoadConfig, attrs: Readonly<Record<string, unknow
 }
 
 /** The load stage. */
-export const loadStage: Stage<Record<string, never>, LoadConfig, OfflineDataset> = defineStage<Record<string, never>, LoadConfig, OfflineDataset>({
+export const loadStage: Stage<Record<string, never>, LoadConfig, OfflineDataset> = defineStage<
+  Record<string, never>,
+  LoadConfig,
+  OfflineDataset
+>({
   name: "load",
   version: "1",
   compute: async (_inputs, config, ctx) => {
-    const data = await loadD4rlDataset(config.file, { env: config.env, minTransitions: config.minTransitions });
+    const data = await loadD4rlDataset(config.file, {
+      env: config.env,
+      minTransitions: config.minTransitions,
+    });
     const env = environmentOf(config, data.attrs, data.obsDim);
     if (data.obsDim !== ENV_SPECS[env].obsDim || data.actDim !== ENV_SPECS[env].actDim) {
       fail(
         "input",
-        `${config.file} has ${data.obsDim}-dimensional states and ${data.actDim}-dimensional actions, but ${env} has ${ENV_SPECS[env].obsDim} and ${ENV_SPECS[env].actDim}`,
+        `${config.file} has ${data.obsDim}-dimensional states and ${data.actDim}-dimensional actions, but ${env} has ${
+          ENV_SPECS[env].obsDim
+        } and ${ENV_SPECS[env].actDim}`,
         "check that the file belongs to this environment",
       );
     }
     const view = qlearningView(data);
     if (view.n < config.minTransitions) {
-      fail("input", `${config.file} has ${view.n} usable transitions, fewer than the ${config.minTransitions} required`, "use a larger dataset or lower load.minTransitions");
+      fail(
+        "input",
+        `${config.file} has ${view.n} usable transitions, fewer than the ${config.minTransitions} required`,
+        "use a larger dataset or lower load.minTransitions",
+      );
     }
     const stats = observationStats(view.observations, view.obsDim);
     const episodes = episodeReturns(data);

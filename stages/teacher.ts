@@ -30,13 +30,7 @@ import {
   type CalqlState,
   initCalqlWeights,
 } from "./teacher/calql.ts";
-import {
-  disposeReplay,
-  gatherBatch,
-  replayTensors,
-  returnsToGo,
-  sampleIndices,
-} from "./teacher/data.ts";
+import { disposeReplay, gatherBatch, replayTensors, returnsToGo, sampleIndices } from "./teacher/data.ts";
 import { tidyPlain } from "../numerics/mlp.ts";
 import {
   CORL_GAUSSIAN_HEAD,
@@ -104,7 +98,15 @@ export function defaultTeacherConfig(algorithm: TeacherAlgorithm = "td3bc"): Tea
   const common = { evalEpisodes: 10, seed: 0, checkpointEvery: 1000 };
   return algorithm === "td3bc"
     ? { algorithm, ...common, steps: 100_000, logEvery: 250, evalEvery: 10_000, td3bc: TD3BC_DEFAULTS }
-    : { algorithm, ...common, steps: 200, logEvery: 10, evalEvery: 0, checkpointEvery: 50, calql: CALQL_DEFAULTS };
+    : {
+      algorithm,
+      ...common,
+      steps: 200,
+      logEvery: 10,
+      evalEvery: 0,
+      checkpointEvery: 50,
+      calql: CALQL_DEFAULTS,
+    };
 }
 
 /** What a checkpoint in the work directory holds. */
@@ -121,7 +123,10 @@ interface TeacherCheckpoint {
 export function validateTeacherConfig(config: TeacherConfig): void {
   const whole = (name: string, v: number, min: number, max = Infinity) => {
     if (!Number.isInteger(v) || v < min || v > max) {
-      fail("config", `teacher.${name} = ${v} is not an integer from ${min}${max < Infinity ? ` to ${max}` : " up"}`);
+      fail(
+        "config",
+        `teacher.${name} = ${v} is not an integer from ${min}${max < Infinity ? ` to ${max}` : " up"}`,
+      );
     }
   };
   const positive = (name: string, v: number) => {
@@ -139,10 +144,16 @@ export function validateTeacherConfig(config: TeacherConfig): void {
   whole("evalEvery", config.evalEvery, 0);
   whole("checkpointEvery", config.checkpointEvery, 1);
   const section = config.algorithm;
-  const hyper = config.algorithm === "td3bc" ? (config.td3bc ?? TD3BC_DEFAULTS) : (config.calql ?? CALQL_DEFAULTS);
+  const hyper = config.algorithm === "td3bc"
+    ? (config.td3bc ?? TD3BC_DEFAULTS)
+    : (config.calql ?? CALQL_DEFAULTS);
   whole(`${section}.batchSize`, hyper.batchSize, 1);
-  const hidden = "hidden" in hyper ? hyper.hidden : [...(hyper as CalqlConfig).actorHidden, ...(hyper as CalqlConfig).criticHidden];
-  if (!Array.isArray(hidden) || hidden.length === 0) fail("config", `teacher.${section}: hidden layers must be a non-empty list of widths`);
+  const hidden = "hidden" in hyper
+    ? hyper.hidden
+    : [...(hyper as CalqlConfig).actorHidden, ...(hyper as CalqlConfig).criticHidden];
+  if (!Array.isArray(hidden) || hidden.length === 0) {
+    fail("config", `teacher.${section}: hidden layers must be a non-empty list of widths`);
+  }
   hidden.forEach((w, i) => whole(`${section} hidden layer ${i} width`, w, 1, 4096));
   for (const [name, value] of Object.entries(hyper)) {
     if (/Lr$|^alpha$|^tau$|^discount$/.test(name) && typeof value === "number") {
@@ -374,7 +385,11 @@ async function train(
 }
 
 /** The teacher stage: `{ dataset }` → {@link TeacherArtifact}. */
-export const teacherStage: Stage<{ dataset: OfflineDataset }, TeacherConfig, TeacherArtifact> = defineStage<{ dataset: OfflineDataset }, TeacherConfig, TeacherArtifact>({
+export const teacherStage: Stage<{ dataset: OfflineDataset }, TeacherConfig, TeacherArtifact> = defineStage<
+  { dataset: OfflineDataset },
+  TeacherConfig,
+  TeacherArtifact
+>({
   name: "teacher",
   version: "1",
   // Logging, evaluation and checkpoint cadence do not change the weights (resumption is exact).

@@ -3,11 +3,18 @@ import assert from "node:assert/strict";
 import { REPO_ROOT } from "./helpers.ts";
 
 Deno.test("deno doc --lint mod.ts finds no undocumented export, member or private type", async () => {
-  const out = await new Deno.Command(Deno.execPath(), { args: ["doc", "--lint", "mod.ts"], cwd: REPO_ROOT, stdout: "piped", stderr: "piped" })
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["doc", "--lint", "mod.ts"],
+    cwd: REPO_ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  })
     .output();
   const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
   // deno-lint-ignore no-control-regex -- strips ANSI colour codes (ESC) from deno doc's output
-  const errors = text.split("\n").filter((l) => l.includes("error[")).map((l) => l.replace(/\x1b\[[0-9;]*m/g, ""));
+  const errors = text.split("\n").filter((l) => l.includes("error[")).map((l) =>
+    l.replace(/\x1b\[[0-9;]*m/g, "")
+  );
   assert.deepEqual(errors, [], text.slice(0, 4000));
   assert.equal(out.code, 0);
 });

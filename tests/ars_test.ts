@@ -8,7 +8,10 @@ import { Rng } from "../numerics/random.ts";
 
 Deno.test("RunningStats merged batch by batch equals the statistics of all the data", () => {
   const rng = new Rng(3);
-  const data = Array.from({ length: 3 }, (_, b) => Array.from({ length: 5 + 7 * b }, () => [rng.normal() * 2 + 1, rng.uniform()]));
+  const data = Array.from(
+    { length: 3 },
+    (_, b) => Array.from({ length: 5 + 7 * b }, () => [rng.normal() * 2 + 1, rng.uniform()]),
+  );
   const stats = new RunningStats(2);
   for (const batch of data) {
     const n = batch.length;
@@ -33,7 +36,13 @@ Deno.test("arsUpdate moves along the kept directions by α/(b σ_R) (r+ − r−
   const plus = [3, 0, 1];
   const minus = [1, 0, 0];
   // max(r+, r−): 3, 0, 1 → top 2 are directions 0 and 2; kept returns 3,1,1,0 → σ_R = sqrt(1.1875)
-  const sigma = arsUpdate(weights, directions, plus, minus, { directions: 3, topDirections: 2, stepSize: 0.5, noise: 0.1, rewardShift: 0 });
+  const sigma = arsUpdate(weights, directions, plus, minus, {
+    directions: 3,
+    topDirections: 2,
+    stepSize: 0.5,
+    noise: 0.1,
+    rewardShift: 0,
+  });
   assert.ok(Math.abs(sigma - Math.sqrt(1.1875)) < 1e-12);
   const scale = 0.5 / (2 * sigma);
   assert.ok(Math.abs(weights[0] - scale * (2 + 1)) < 1e-12);
@@ -59,14 +68,21 @@ Deno.test("rollouts record D4RL-layout transitions consistent with the returns",
     for (let i = 0; i < t.size; i++) rewardSum += t.rewards[i];
     const returnSum = Array.from(batch.returns).reduce((a, b) => a + b, 0);
     assert.ok(Math.abs(rewardSum - returnSum) < 1e-3 * Math.max(1, Math.abs(returnSum)));
-    assert.ok(Math.abs(Array.from(batch.shiftedReturns).reduce((a, b) => a + b, 0) - (returnSum - total)) < 1e-6);
+    assert.ok(
+      Math.abs(Array.from(batch.shiftedReturns).reduce((a, b) => a + b, 0) - (returnSum - total)) < 1e-6,
+    );
     // Every episode ends in exactly one terminal or timeout, and actions respect the bounds.
-    const ends = Array.from(t.terminals).reduce((a, b) => a + b, 0) + Array.from(t.timeouts).reduce((a, b) => a + b, 0);
+    const ends = Array.from(t.terminals).reduce((a, b) => a + b, 0) +
+      Array.from(t.timeouts).reduce((a, b) => a + b, 0);
     assert.equal(ends, 3);
     // Episodes are stored contiguously: within one, each next observation is the following row.
     for (let i = 0; i + 1 < t.size; i++) {
       if (t.terminals[i] || t.timeouts[i]) continue;
-      assert.deepEqual(t.nextObservations.subarray(i * obsDim, (i + 1) * obsDim), t.observations.subarray((i + 1) * obsDim, (i + 2) * obsDim), `row ${i}`);
+      assert.deepEqual(
+        t.nextObservations.subarray(i * obsDim, (i + 1) * obsDim),
+        t.observations.subarray((i + 1) * obsDim, (i + 2) * obsDim),
+        `row ${i}`,
+      );
     }
     assert.ok(t.actions.subarray(0, t.size * actDim).every((a) => a >= -1 && a <= 1));
   } finally {
@@ -79,7 +95,9 @@ Deno.test("subsampleEpisodes keeps whole episodes in order and at most the reque
   const lengths = [3, 5, 2, 4, 6];
   let k = 0;
   for (const length of lengths) {
-    for (let i = 0; i < length; i++, k++) pushTransition(t, 1, 1, [k], 0, [0], 0, k, [k + 1], 0, i === length - 1, false);
+    for (let i = 0; i < length; i++, k++) {
+      pushTransition(t, 1, 1, [k], 0, [0], 0, k, [k + 1], 0, i === length - 1, false);
+    }
   }
   const sub = subsampleEpisodes(t, 9, 0, 1, 1);
   assert.ok(sub.size <= 9 && sub.size >= 5);
@@ -96,7 +114,12 @@ Deno.test("subsampleEpisodes keeps whole episodes in order and at most the reque
 
 Deno.test("collecting is deterministic for a seed and reaches the medium score", async () => {
   // A low medium bar keeps the test short; the full-size run is in the closing note / README.
-  const config = { ...defaultCollectConfig("hopper", "medium-replay"), mediumScore: 8, maxIterations: 30, transitions: 4000 };
+  const config = {
+    ...defaultCollectConfig("hopper", "medium-replay"),
+    mediumScore: 8,
+    maxIterations: 30,
+    transitions: 4000,
+  };
   const services = { progress: silentProgress, log: () => {}, workers: 2 };
   const a = await collect(config, services);
   const b = await collect(config, services);
@@ -108,7 +131,12 @@ Deno.test("collecting is deterministic for a seed and reaches the medium score",
 });
 
 Deno.test("medium-replay records the learner's exploration: replayEpisodes noisy episodes per iteration", async () => {
-  const base = { ...defaultCollectConfig("hopper", "medium-replay"), mediumScore: 8, maxIterations: 30, transitions: 1_000_000 };
+  const base = {
+    ...defaultCollectConfig("hopper", "medium-replay"),
+    mediumScore: 8,
+    maxIterations: 30,
+    transitions: 1_000_000,
+  };
   const services = { progress: silentProgress, log: () => {}, workers: 2 };
   const actionStd = (t: { size: number; actions: Float32Array }) => {
     const std: number[] = [];
@@ -122,8 +150,14 @@ Deno.test("medium-replay records the learner's exploration: replayEpisodes noisy
   const noisy = await collect(base, services);
   const quiet = await collect({ ...base, explorationNoise: 0 }, services);
   let episodes = 0;
-  for (let i = 0; i < noisy.transitions.size; i++) episodes += noisy.transitions.terminals[i] | noisy.transitions.timeouts[i];
-  assert.equal(episodes, base.replayEpisodes * noisy.trainingIterations, "8 whole episodes per iteration until medium");
+  for (let i = 0; i < noisy.transitions.size; i++) {
+    episodes += noisy.transitions.terminals[i] | noisy.transitions.timeouts[i];
+  }
+  assert.equal(
+    episodes,
+    base.replayEpisodes * noisy.trainingIterations,
+    "8 whole episodes per iteration until medium",
+  );
   const noisyStd = actionStd(noisy.transitions);
   const quietStd = actionStd(quiet.transitions);
   for (let j = 0; j < 3; j++) {

@@ -62,13 +62,17 @@ Deno.test("wasm transposed matmuls (fixed kernels) equal untransposed products",
   assert.equal(tf.getBackend(), "wasm");
   const rng = new Rng(7);
   const [m, k, n] = [37, 53, 29]; // odd sizes catch stride mistakes
-  for (const [transposeA, transposeB] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+  for (
+    const [transposeA, transposeB] of [[false, false], [true, false], [false, true], [true, true]] as const
+  ) {
     const aShape: [number, number] = transposeA ? [k, m] : [m, k];
     const bShape: [number, number] = transposeB ? [n, k] : [k, n];
     const a = randomMatrix(rng, ...aShape);
     const b = randomMatrix(rng, ...bShape);
     const reference = referenceMatMul(a, aShape, b, bShape, transposeA, transposeB);
-    const got = tf.tidy(() => tf.matMul(tf.tensor2d(a, aShape), tf.tensor2d(b, bShape), transposeA, transposeB).dataSync());
+    const got = tf.tidy(() =>
+      tf.matMul(tf.tensor2d(a, aShape), tf.tensor2d(b, bShape), transposeA, transposeB).dataSync()
+    );
     // The untransposed path on explicitly transposed operands must agree too.
     const explicit = tf.tidy(() => {
       const at = transposeA ? tf.transpose(tf.tensor2d(a, aShape)) : tf.tensor2d(a, aShape);
@@ -81,19 +85,36 @@ Deno.test("wasm transposed matmuls (fixed kernels) equal untransposed products",
   // Batched (rank 3) and fused (bias + relu) variants.
   const batchA = randomMatrix(rng, 3, 4 * 5);
   const batchB = randomMatrix(rng, 3, 6 * 5);
-  const batched = tf.tidy(() => tf.matMul(tf.tensor3d(batchA, [3, 4, 5]), tf.tensor3d(batchB, [3, 6, 5]), false, true).arraySync());
+  const batched = tf.tidy(() =>
+    tf.matMul(tf.tensor3d(batchA, [3, 4, 5]), tf.tensor3d(batchB, [3, 6, 5]), false, true).arraySync()
+  );
   for (let i = 0; i < 3; i++) {
-    const ref = referenceMatMul(batchA.subarray(20 * i, 20 * i + 20), [4, 5], batchB.subarray(30 * i, 30 * i + 30), [6, 5], false, true);
+    const ref = referenceMatMul(
+      batchA.subarray(20 * i, 20 * i + 20),
+      [4, 5],
+      batchB.subarray(30 * i, 30 * i + 30),
+      [6, 5],
+      false,
+      true,
+    );
     assert.ok(maxAbsDiff((batched as number[][][])[i].flat(), ref) < 1e-4);
   }
   const x = randomMatrix(rng, 8, 16);
   const w = randomMatrix(rng, 12, 16);
   const bias = randomMatrix(rng, 1, 12);
   const fused = tf.tidy(() =>
-    tf.fused.matMul({ a: tf.tensor2d(x, [8, 16]), b: tf.tensor2d(w, [12, 16]), transposeB: true, bias: tf.tensor1d(bias), activation: "relu" })
+    tf.fused.matMul({
+      a: tf.tensor2d(x, [8, 16]),
+      b: tf.tensor2d(w, [12, 16]),
+      transposeB: true,
+      bias: tf.tensor1d(bias),
+      activation: "relu",
+    })
       .dataSync()
   );
-  const ref = referenceMatMul(x, [8, 16], w, [12, 16], false, true).map((v, i) => Math.max(0, v + bias[i % 12]));
+  const ref = referenceMatMul(x, [8, 16], w, [12, 16], false, true).map((v, i) =>
+    Math.max(0, v + bias[i % 12])
+  );
   assert.ok(maxAbsDiff(fused, ref) < 1e-4);
 });
 
@@ -101,7 +122,8 @@ Deno.test("gradients through the fixed kernels match the cpu backend", async () 
   const rng = new Rng(11);
   const x = randomMatrix(rng, 16, 9);
   const w = randomMatrix(rng, 9, 7);
-  const loss = (wt: tf.Tensor) => tf.sum(tf.square(tf.relu(tf.matMul(tf.tensor2d(x, [16, 9]), wt as tf.Tensor2D))));
+  const loss = (wt: tf.Tensor) =>
+    tf.sum(tf.square(tf.relu(tf.matMul(tf.tensor2d(x, [16, 9]), wt as tf.Tensor2D))));
   const gradOn = async (backend: "wasm" | "cpu") => {
     const info = await initBackend(backend);
     assert.ok(!("kind" in info));

@@ -15,7 +15,11 @@ function isError(x: unknown): x is PipelineError {
 }
 
 Deno.test("valid command lines parse, with repeatable options", () => {
-  const parsed = parseCommandLine(["hopper-m-r", "--backend", "cpu", "--force", "load", "--force", "density"], options, 1);
+  const parsed = parseCommandLine(
+    ["hopper-m-r", "--backend", "cpu", "--force", "load", "--force", "density"],
+    options,
+    1,
+  );
   assert.ok(!isError(parsed));
   assert.deepEqual(parsed.positionals, ["hopper-m-r"]);
   assert.equal(parsed.values.backend, "cpu");
@@ -41,7 +45,13 @@ Deno.test("too many positionals and a missing option value are config errors", (
 const config = { distill: { steps: 100, objective: "avpbc", clip: true, sizes: [16, 32] }, seed: 0 };
 
 Deno.test("--set overrides existing settings with values of the same type", () => {
-  const out = applyOverrides(config, ["distill.steps=250", "distill.objective=sdw", "distill.clip=false", "seed=3", "distill.sizes=8,64"]);
+  const out = applyOverrides(config, [
+    "distill.steps=250",
+    "distill.objective=sdw",
+    "distill.clip=false",
+    "seed=3",
+    "distill.sizes=8,64",
+  ]);
   assert.ok(!isError(out));
   assert.deepEqual(out, { distill: { steps: 250, objective: "sdw", clip: false, sizes: [8, 64] }, seed: 3 });
   assert.equal(config.distill.steps, 100, "the preset itself is not modified");

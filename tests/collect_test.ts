@@ -13,8 +13,21 @@ print(json.dumps({
   "shapes": {k: list(f[k].shape) for k in f.keys()},
   "attrs": {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()},
   "ends": int(f["terminals"][:].sum() + f["timeouts"][:].sum()),
-}))`) as { keys: string[]; dtypes: Record<string, string>; shapes: Record<string, number[]>; attrs: Record<string, unknown>; ends: number };
-  assert.deepEqual(facts.keys, ["actions", "next_observations", "observations", "rewards", "terminals", "timeouts"]);
+}))`) as {
+    keys: string[];
+    dtypes: Record<string, string>;
+    shapes: Record<string, number[]>;
+    attrs: Record<string, unknown>;
+    ends: number;
+  };
+  assert.deepEqual(facts.keys, [
+    "actions",
+    "next_observations",
+    "observations",
+    "rewards",
+    "terminals",
+    "timeouts",
+  ]);
   assert.deepEqual(facts.dtypes, {
     actions: "float32",
     next_observations: "float32",
@@ -45,27 +58,59 @@ print(json.dumps({
 });
 
 Deno.test("the collect command refuses bad arguments in one line and never overwrites a file", async () => {
-  const kind = await runUnderTask("collect", "commands/collect.ts", ["hopper", "mediocre", "--out", "data/x.hdf5"]);
+  const kind = await runUnderTask("collect", "commands/collect.ts", [
+    "hopper",
+    "mediocre",
+    "--out",
+    "data/x.hdf5",
+  ]);
   assert.equal(kind.code, 2);
-  assert.equal(kind.stderr, 'error[config]: unknown dataset kind "mediocre" — choose one of random, medium, medium-replay, expert, medium-expert');
-  const existing = await runUnderTask("collect", "commands/collect.ts", ["hopper", "random", "--out", EMBEDDED_DATASET.file]);
+  assert.equal(
+    kind.stderr,
+    'error[config]: unknown dataset kind "mediocre" — choose one of random, medium, medium-replay, expert, medium-expert',
+  );
+  const existing = await runUnderTask("collect", "commands/collect.ts", [
+    "hopper",
+    "random",
+    "--out",
+    EMBEDDED_DATASET.file,
+  ]);
   assert.equal(existing.code, 2);
   assert.match(existing.stderr, /already exists/);
   assert.equal(existing.stderr.split("\n").length, 1);
-  const count = await runUnderTask("collect", "commands/collect.ts", ["hopper", "random", "--out", "data/y.hdf5", "--transitions", "lots"]);
+  const count = await runUnderTask("collect", "commands/collect.ts", [
+    "hopper",
+    "random",
+    "--out",
+    "data/y.hdf5",
+    "--transitions",
+    "lots",
+  ]);
   assert.match(count.stderr, /--transitions lots is not a non-negative integer/);
 });
 
 Deno.test("collect makes the output's directory before any work, and a path it may not write fails at once", async () => {
   const dir = `data/test-collect-${crypto.randomUUID().slice(0, 8)}`;
   try {
-    const made = await runUnderTask("collect", "commands/collect.ts", ["hopper", "random", "--out", `${dir}/nested/random.hdf5`, "--transitions", "2000"]);
+    const made = await runUnderTask("collect", "commands/collect.ts", [
+      "hopper",
+      "random",
+      "--out",
+      `${dir}/nested/random.hdf5`,
+      "--transitions",
+      "2000",
+    ]);
     assert.equal(made.code, 0, made.stderr);
     assert.ok((await Deno.stat(`${REPO_ROOT}${dir}/nested/random.hdf5`)).isFile);
   } finally {
     await Deno.remove(`${REPO_ROOT}${dir}`, { recursive: true }).catch(() => {});
   }
-  const outside = await runUnderTask("collect", "commands/collect.ts", ["hopper", "random", "--out", "/tmp/obd-no-permission/random.hdf5"]);
+  const outside = await runUnderTask("collect", "commands/collect.ts", [
+    "hopper",
+    "random",
+    "--out",
+    "/tmp/obd-no-permission/random.hdf5",
+  ]);
   assert.equal(outside.code, 1);
   // One line, the error: refused before the run started (its first line is "collect: …").
   assert.equal(outside.stderr.split("\n").length, 1, outside.stderr);

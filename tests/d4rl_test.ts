@@ -20,7 +20,6 @@ import {
   validateD4rl,
 } from "../datasets/d4rl.ts";
 
-
 function hopperArrays(n: number): D4rlArrays {
   return {
     n,
@@ -50,7 +49,6 @@ function rawOf(arrays: D4rlArrays, path = "mem.hdf5"): RawD4rlFile {
     },
   };
 }
-
 
 Deno.test("registry: 15 datasets, short and long aliases, file names, URLs and known facts", () => {
   assert.equal(D4RL_DATASETS.length, 15);

@@ -320,7 +320,8 @@ Deno.test("the distill stage on two worker threads follows the single-thread run
       evalEvery: 0,
       checkpointEvery: 100,
     };
-    const run = (threads: number) => distill({ dataset }, config, standaloneContext({ backend: "wasm", threads }));
+    const run = (threads: number) =>
+      distill({ dataset }, config, standaloneContext({ backend: "wasm", threads }));
     const one = await run(1);
     const two = await run(2);
     Deno.env.delete(THREADS_ENV);

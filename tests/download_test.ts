@@ -15,12 +15,15 @@ async function fileSha256Bytes(bytes: Uint8Array<ArrayBuffer>): Promise<string> 
 
 async function withServer(fn: (base: string) => Promise<void>) {
   const controller = new AbortController();
-  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, signal: controller.signal, onListen() {} }, (req) => {
-    const path = new URL(req.url).pathname;
-    if (path === "/ok.hdf5") return new Response(body);
-    if (path === "/short.hdf5") return new Response(body.subarray(0, 1000));
-    return new Response("no", { status: 404 });
-  });
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, signal: controller.signal, onListen() {} },
+    (req) => {
+      const path = new URL(req.url).pathname;
+      if (path === "/ok.hdf5") return new Response(body);
+      if (path === "/short.hdf5") return new Response(body.subarray(0, 1000));
+      return new Response("no", { status: 404 });
+    },
+  );
   try {
     await fn(`http://127.0.0.1:${server.addr.port}`);
   } finally {
@@ -47,7 +50,10 @@ Deno.test("a download with the right size and sha256 lands under its final name"
   const dir = await Deno.makeTempDir();
   await withServer(async (base) => {
     const path = join(dir, "ok.hdf5");
-    const sha = await download({ url: `${base}/ok.hdf5`, path, bytes: body.length, sha256: bodySha }, silentProgress);
+    const sha = await download(
+      { url: `${base}/ok.hdf5`, path, bytes: body.length, sha256: bodySha },
+      silentProgress,
+    );
     assert.equal(sha, bodySha);
     assert.equal(await fileSha256(path), bodySha);
     assert.equal(await verifyFile({ url: "", path, bytes: body.length, sha256: bodySha }), bodySha);
@@ -58,13 +64,19 @@ Deno.test("a download with the right size and sha256 lands under its final name"
 Deno.test("a wrong checksum or a short body is an error and leaves no file", async () => {
   const dir = await Deno.makeTempDir();
   await withServer(async (base) => {
-    const wrongSha = await failureOf(download({ url: `${base}/ok.hdf5`, path: join(dir, "a.hdf5"), sha256: "0".repeat(64) }, silentProgress));
+    const wrongSha = await failureOf(
+      download({ url: `${base}/ok.hdf5`, path: join(dir, "a.hdf5"), sha256: "0".repeat(64) }, silentProgress),
+    );
     assert.equal(wrongSha.kind, "checksum");
     assert.match(wrongSha.message, /has sha256 .*expected 000000000000/);
-    const short = await failureOf(download({ url: `${base}/short.hdf5`, path: join(dir, "b.hdf5"), bytes: body.length }, silentProgress));
+    const short = await failureOf(
+      download({ url: `${base}/short.hdf5`, path: join(dir, "b.hdf5"), bytes: body.length }, silentProgress),
+    );
     assert.equal(short.kind, "checksum");
     assert.match(short.message, /gave 1000 bytes, expected 300000/);
-    const missing = await failureOf(download({ url: `${base}/nothing.hdf5`, path: join(dir, "c.hdf5") }, silentProgress));
+    const missing = await failureOf(
+      download({ url: `${base}/nothing.hdf5`, path: join(dir, "c.hdf5") }, silentProgress),
+    );
     assert.equal(missing.kind, "network");
     assert.match(missing.message, /HTTP 404/);
     assert.deepEqual(await dirEntries(dir), []);
@@ -75,10 +87,18 @@ Deno.test("offline, the error names the file, the URL and where to put it", asyn
   const dir = await Deno.makeTempDir();
   const path = join(dir, "hopper_medium_replay-v2.hdf5");
   // Port 9 on loopback: nothing listens, the connection is refused like an unreachable host.
-  const error = await failureOf(download({ url: "http://127.0.0.1:9/hopper_medium_replay-v2.hdf5", path }, silentProgress));
+  const error = await failureOf(
+    download({ url: "http://127.0.0.1:9/hopper_medium_replay-v2.hdf5", path }, silentProgress),
+  );
   assert.equal(error.kind, "network");
-  assert.match(error.message, /hopper_medium_replay-v2\.hdf5 is missing and http:\/\/127\.0\.0\.1:9\/hopper_medium_replay-v2\.hdf5 could not be reached/);
-  assert.equal(error.hint, `download http://127.0.0.1:9/hopper_medium_replay-v2.hdf5 on a machine with internet access and put it at ${path}, or run the offline demo on the embedded dataset: deno task pipeline embedded`);
+  assert.match(
+    error.message,
+    /hopper_medium_replay-v2\.hdf5 is missing and http:\/\/127\.0\.0\.1:9\/hopper_medium_replay-v2\.hdf5 could not be reached/,
+  );
+  assert.equal(
+    error.hint,
+    `download http://127.0.0.1:9/hopper_medium_replay-v2.hdf5 on a machine with internet access and put it at ${path}, or run the offline demo on the embedded dataset: deno task pipeline embedded`,
+  );
 });
 
 Deno.test("verifyFile reports a truncated local file with the fix", async () => {

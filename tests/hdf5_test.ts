@@ -15,7 +15,6 @@ import {
   writeD4rlFile,
 } from "../datasets/hdf5.ts";
 
-
 /** Deterministic arrays with values exactly representable in float32 (so comparisons can be exact). */
 function makeArrays(n: number, obsDim: number, actDim: number, withNext = true): D4rlArrays {
   return {
@@ -32,7 +31,6 @@ function makeArrays(n: number, obsDim: number, actDim: number, withNext = true):
       : {}),
   };
 }
-
 
 async function listDir(dir: string): Promise<string[]> {
   const names: string[] = [];

@@ -227,7 +227,10 @@ Deno.test("notebook 02: a tiny DBC study with Table 1, Figure 1 and the PCA plot
   assert.match(table1, /\|DBC\|-?\d+\.\d \[-?\d+\.\d, -?\d+\.\d\] · IQM -?\d+\.\d\|/);
   assert.match(table1, /\|Random selection\|-?\d+\.\d \[-?\d+\.\d, -?\d+\.\d\] · IQM -?\d+\.\d\|/);
   assert.ok(
-    markdown.some((m) => /fresh students on the final set \(evaluate stage\) \| -?\d+\.\d ± \d+\.\d \(2 students × 2 episodes\)/.test(m)),
+    markdown.some((m) =>
+      /fresh students on the final set \(evaluate stage\) \| -?\d+\.\d ± \d+\.\d \(2 students × 2 episodes\)/
+        .test(m)
+    ),
   );
   const log = outputs(nb).filter((o) => o.output_type === "stream").map((o) => text(o.text)).join("");
   assert.match(log, /distill: computing/);

@@ -18,7 +18,18 @@ Deno.test("the pipeline task grants no general write, read-all, run or ffi acces
   assert.ok(flags.includes("--allow-write=data"), flags.join(" "));
   assert.ok(flags.some((f) => f.startsWith("--allow-read=")));
   assert.ok(flags.includes("--allow-net=rail.eecs.berkeley.edu"));
-  for (const forbidden of ["--allow-all", "-A", "--allow-write", "--allow-read", "--allow-run", "--allow-ffi", "--allow-env", "--allow-net"]) {
+  for (
+    const forbidden of [
+      "--allow-all",
+      "-A",
+      "--allow-write",
+      "--allow-read",
+      "--allow-run",
+      "--allow-ffi",
+      "--allow-env",
+      "--allow-net",
+    ]
+  ) {
     assert.ok(!flags.includes(forbidden), `unscoped ${forbidden}`);
   }
 });

@@ -10,7 +10,12 @@ function fakeClock() {
 Deno.test("off a terminal: one plain line per interval, with eta and info, and a final line", () => {
   const lines: string[] = [];
   const clock = fakeClock();
-  const progress = consoleProgress({ tty: false, lineIntervalMs: 1000, now: clock.now, write: (t) => lines.push(t) })("distill", 100);
+  const progress = consoleProgress({
+    tty: false,
+    lineIntervalMs: 1000,
+    now: clock.now,
+    write: (t) => lines.push(t),
+  })("distill", 100);
   progress.update(0);
   for (let i = 1; i <= 100; i++) {
     clock.advance(50);

@@ -21,7 +21,11 @@ const double = defineStage<{ source: { xs: Float32Array } }, { factor: number },
   version: "1",
   compute: ({ source }, { factor }) => ({ ys: Float64Array.from(source.xs, (x) => x * factor) }),
 });
-const total = defineStage<{ double: { ys: Float64Array } }, { label: string }, { label: string; sum: number }>({
+const total = defineStage<
+  { double: { ys: Float64Array } },
+  { label: string },
+  { label: string; sum: number }
+>({
   name: "total",
   version: "1",
   compute: ({ double }, { label }, ctx) => {
@@ -41,8 +45,12 @@ const base: ChainConfig = { n: 5, factor: 2, label: "t" };
 function chain(rt: Runtime, c: ChainConfig) {
   return pipe(
     runStage(rt, source, { n: c.n }, {}),
-    TE.chain((s) => pipe(runStage(rt, double, { factor: c.factor }, { source: s }), TE.map((d) => ({ s, d })))),
-    TE.chain(({ s, d }) => pipe(runStage(rt, total, { label: c.label }, { double: d }), TE.map((t) => ({ s, d, t })))),
+    TE.chain((s) =>
+      pipe(runStage(rt, double, { factor: c.factor }, { source: s }), TE.map((d) => ({ s, d })))
+    ),
+    TE.chain(({ s, d }) =>
+      pipe(runStage(rt, total, { label: c.label }, { double: d }), TE.map((t) => ({ s, d, t })))
+    ),
   );
 }
 
@@ -119,7 +127,10 @@ Deno.test("manifest records key, config, input keys, backend, timings, metrics a
   assert.equal(manifest.metrics.sum, 25);
   const value = await Deno.readFile(join(root, "total", t.key, "value.json"));
   const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", value));
-  assert.equal(manifest.files["value.json"].sha256, Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join(""));
+  assert.equal(
+    manifest.files["value.json"].sha256,
+    Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join(""),
+  );
 });
 
 Deno.test("a corrupted or incomplete entry is reported and recomputed, never used", async () => {
@@ -156,7 +167,12 @@ Deno.test("a full disk during a write gives a one-line cache error and leaves th
       await Deno.writeFile(path, data);
     },
   };
-  const { result, counts } = await runChain(root, { ...base, factor: 7 }, [], new ArtifactCache(root, fullDisk));
+  const { result, counts } = await runChain(
+    root,
+    { ...base, factor: 7 },
+    [],
+    new ArtifactCache(root, fullDisk),
+  );
   assert.equal(result._tag, "Left");
   const error = (result as { left: PipelineError }).left;
   assert.equal(error.kind, "cache");
@@ -192,7 +208,12 @@ Deno.test("a failing stage is a Left carrying its stage name, and nothing is cac
   const result = await runStage(rt, broken, { n: 1 }, {})();
   assert.deepEqual(result, {
     _tag: "Left",
-    left: { kind: "numeric", message: "loss is NaN at step 3", hint: "lower the learning rate", stage: "broken" },
+    left: {
+      kind: "numeric",
+      message: "loss is NaN at step 3",
+      hint: "lower the learning rate",
+      stage: "broken",
+    },
   });
   const entries = await listTree(join(root, "broken")).catch(() => []);
   assert.deepEqual(entries.filter((p) => !p.startsWith(".work-")), []);
@@ -213,22 +234,28 @@ Deno.test("a stage's checkpoint survives its failure, is handed to the rerun, an
   const root = await Deno.makeTempDir();
   let failing = true;
   const seen: unknown[] = [];
-  const resumable = defineStage<Record<string, never>, { n: number; checkpointEvery: number }, { n: number }>({
-    name: "resumable",
-    version: "1",
-    cadence: ["checkpointEvery"],
-    compute: async ({}, { n }, ctx) => {
-      seen.push(await ctx.checkpoint.load());
-      await ctx.checkpoint.save({ done: n, xs: Float32Array.of(1, 2) });
-      if (failing) fail("numeric", "diverged");
-      return { n };
+  const resumable = defineStage<Record<string, never>, { n: number; checkpointEvery: number }, { n: number }>(
+    {
+      name: "resumable",
+      version: "1",
+      cadence: ["checkpointEvery"],
+      compute: async (_inputs, { n }, ctx) => {
+        seen.push(await ctx.checkpoint.load());
+        await ctx.checkpoint.save({ done: n, xs: Float32Array.of(1, 2) });
+        if (failing) fail("numeric", "diverged");
+        return { n };
+      },
     },
-  });
+  );
   const rt = createRuntime({ cacheRoot: root, backend: "cpu" });
   assert.equal((await runStage(rt, resumable, { n: 3, checkpointEvery: 1 }, {})())._tag, "Left");
   failing = false;
   const done = right(await runStage(rt, resumable, { n: 3, checkpointEvery: 1 }, {})());
-  assert.deepEqual(seen, [undefined, { done: 3, xs: Float32Array.of(1, 2) }], "the rerun found the checkpoint");
+  assert.deepEqual(
+    seen,
+    [undefined, { done: 3, xs: Float32Array.of(1, 2) }],
+    "the rerun found the checkpoint",
+  );
   const stageDir = (await Array.fromAsync(Deno.readDir(join(root, "resumable")))).map((e) => e.name);
   assert.deepEqual(stageDir, [done.key], "the work directory is gone once the output is cached");
   // A cadence setting is not part of the key: another checkpoint interval reuses the entry.

@@ -10,7 +10,13 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { mlpTensors, type MlpWeights, tidyPlain } from "../../numerics/mlp.ts";
-import { type AllReduce, type InnerLoopOptions, metaGradient, metaGradientSlice, type Slicing } from "./metagradient.ts";
+import {
+  type AllReduce,
+  type InnerLoopOptions,
+  metaGradient,
+  metaGradientSlice,
+  type Slicing,
+} from "./metagradient.ts";
 
 /** One meta-gradient problem as plain arrays (what crosses to worker threads). */
 export interface MetaGradientProblem {
@@ -239,7 +245,9 @@ function arrayMetaGradient(problem: MetaGradientProblem, slicing?: Slicing): Met
         targets: tf.tensor2d(problem.outer.targets, [b, m]),
         weights: problem.outer.weights ? tf.tensor1d(problem.outer.weights) : undefined,
       };
-      return slicing ? metaGradientSlice(params, x, y, batch, options, slicing) : metaGradient(params, x, y, batch, options);
+      return slicing
+        ? metaGradientSlice(params, x, y, batch, options, slicing)
+        : metaGradient(params, x, y, batch, options);
     });
     const values: MetaGradientValues = {
       states: g.states.dataSync() as Float32Array,

@@ -10,7 +10,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { Rng } from "../../numerics/random.ts";
+import type { Rng } from "../../numerics/random.ts";
 import { normalizeStates, type OfflineDataset } from "../load.ts";
 
 /** The dataset on the backend. States are normalized with the dataset's mean and std. */
