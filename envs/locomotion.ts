@@ -245,6 +245,34 @@ export function readModelXml(env: EnvName): Promise<string> {
   return Deno.readTextFile(new URL(ENV_SPECS[env].xmlFile, import.meta.url));
 }
 
+/** `mj_version()` of MuJoCo 3.5.0, the first engine that sums the two geoms' margins of a contact pair. */
+export const MARGIN_SUM_VERSION = 3_005_000;
+
+/**
+ * Keeps Gym's contact margins under MuJoCo >= 3.5. The XML files hold Gym's values (the documented
+ * truth), which Gym-era engines applied to a pair as the *larger* of its two geoms' margins; MuJoCo
+ * 3.5 and later apply their *sum*, so Hopper's 1 mm margin became 2 mm and contacts opened early.
+ * When every colliding geom has the same margin m, m/2 per geom sums to m, the old rule's value. A
+ * model with differing margins cannot be mapped geom by geom and is refused.
+ */
+export function adaptContactMargins(model: MjModel, engineVersion: number, file: string): void {
+  if (engineVersion < MARGIN_SUM_VERSION) return;
+  const margin = model.geom_margin as Float64Array;
+  const contype = model.geom_contype as Int32Array;
+  const conaffinity = model.geom_conaffinity as Int32Array;
+  const colliding = [...margin.keys()].filter((g) => contype[g] !== 0 || conaffinity[g] !== 0);
+  const values = new Set(colliding.map((g) => margin[g]));
+  if (values.size > 1) {
+    throw new Error(
+      `${file}: colliding geoms have different contact margins (${
+        [...values].join(", ")
+      }); MuJoCo >= 3.5 sums a ` +
+        "pair's margins where Gym's engines took the larger, which no per-geom value reproduces: give them one margin",
+    );
+  }
+  for (const g of colliding) margin[g] /= 2;
+}
+
 /**
  * Compiles the model of `env` and checks it against its spec (sizes, timestep, ctrlrange), so a
  * wrong XML fails loudly instead of silently changing the dynamics. The caller owns the model
@@ -255,6 +283,7 @@ export async function loadModel(env: EnvName): Promise<MjModel> {
   const spec = ENV_SPECS[env];
   const model = mujoco.MjModel.from_xml_string(await readModelXml(env));
   try {
+    adaptContactMargins(model, mujoco.mj_version(), spec.xmlFile);
     const opt = model.opt; // a fresh wrapper per access: free it
     const timestep = opt.timestep;
     opt.delete();

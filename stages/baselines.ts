@@ -229,7 +229,7 @@ export async function evaluateBaselines(
 export const baselinesStage: Stage<{ dataset: OfflineDataset }, BaselinesConfig, BaselinesReport> =
   defineStage({
     name: "baselines",
-    version: "3",
+    version: "4",
     validate: validateBaselinesConfig,
     compute: (inputs: { dataset: OfflineDataset }, config: BaselinesConfig, ctx: StageContext) =>
       evaluateBaselines(inputs, config, ctx),

@@ -510,7 +510,7 @@ export const distillStage: Stage<DistillInputs, DistillConfig, DistilledSet> = d
   DistilledSet
 >({
   name: "distill",
-  version: "3",
+  version: "4",
   cadence: ["checkpointEvery"],
   validate: validateDistillConfig,
   compute: (inputs, config, ctx) => distill(inputs, config, ctx),

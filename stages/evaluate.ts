@@ -446,7 +446,7 @@ export async function evaluate(
 /** The evaluate stage: `{ dataset, distilled }` → {@link EvaluationReport}. */
 export const evaluateStage: Stage<EvaluateInputs, SetEvaluationConfig, EvaluationReport> = defineStage({
   name: "evaluate",
-  version: "3",
+  version: "4",
   validate: validateSetEvaluationConfig,
   compute: (inputs: EvaluateInputs, config: SetEvaluationConfig, ctx: StageContext) =>
     evaluate(inputs, config, ctx),

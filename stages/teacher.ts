@@ -391,7 +391,7 @@ export const teacherStage: Stage<{ dataset: OfflineDataset }, TeacherConfig, Tea
   TeacherArtifact
 >({
   name: "teacher",
-  version: "1",
+  version: "2",
   // Logging, evaluation and checkpoint cadence do not change the weights (resumption is exact).
   cadence: ["logEvery", "evalEvery", "checkpointEvery"],
   validate: validateTeacherConfig,
