@@ -122,7 +122,7 @@ async function startWasm(request: string): Promise<BackendInfo | PipelineError> 
     return { ...base, label: "wasm" };
   }
   const lib = choice.library;
-  const mismatch = selfCheck(lib);
+  const mismatch = checkBlas(lib);
   if (mismatch) {
     useWasmMatMul(undefined);
     return pipelineError(
@@ -160,10 +160,11 @@ function say(line: string): void {
 }
 
 /**
- * Products through the BLAS against the wasm kernel, all transpose flags, two sizes: a description
- * of the worst difference when it exceeds float32 rounding, else undefined.
+ * The start-up check: products through `lib` against the wasm kernel, all transpose flags, two
+ * sizes. Returns the worst difference, described, when it exceeds float32 rounding, else undefined.
+ * Leaves the wasm matmuls calling `lib`. Needs the wasm backend started.
  */
-function selfCheck(lib: BlasLibrary): string | undefined {
+export function checkBlas(lib: BlasLibrary): string | undefined {
   let seed = 12345;
   const next = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
   for (const [m, k, n] of [[37, 67, 29], [96, 128, 80]]) {
