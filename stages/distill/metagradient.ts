@@ -34,7 +34,9 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
+import { activeBlas } from "../../numerics/blas_kernels.ts";
 import { mlpForward, type MlpParams, tidyPlain } from "../../numerics/mlp.ts";
+import { metaGradientSliceHost } from "./metagradient_host.ts";
 
 /** Student parameters: layer l has `w` `[in, out]` and `b` `[out]` (the `numerics/mlp.ts` layout). */
 // deno-doc-ignore private-type-ref -- tf.Tensor types are tfjs's own
@@ -350,6 +352,15 @@ export function metaGradientSlice(
   options: InnerLoopOptions,
   slicing: Slicing,
 ): MetaGradient {
+  // With a BLAS on wasm: the same passes on host arrays (metagradient_host.ts).
+  const blas = activeBlas();
+  if (blas && tf.getBackend() === "wasm") {
+    return metaGradientSliceHost(blas, initial, x, y, batch, options, {
+      synsetRows: slicing.synsetRows,
+      outerRows: slicing.outerRows,
+      allReduce: slicing.allReduce === identityReduce ? undefined : slicing.allReduce,
+    });
+  }
   const trajectory = unrollInnerLoop(initial, x, y, options, slicing);
   const eta = options.learningRate;
   const c = options.maxAction;
