@@ -10,7 +10,18 @@
 import * as tf from "@tensorflow/tfjs";
 import type { BlasLibrary } from "../../numerics/blas.ts";
 import { layerViews, parameterCount } from "../../numerics/host_mlp.ts";
-import type { AllReduce, InnerLoopOptions, MetaGradient, OuterBatch, StudentParams } from "./metagradient.ts";
+import type { MlpParams } from "../../numerics/mlp.ts";
+
+// The shapes of metagradient.ts's types, restated: that module dispatches here, so importing its
+// types back would make an import circle.
+type AllReduce = (parts: tf.Tensor[]) => tf.Tensor[];
+type InnerLoopOptions = { readonly steps: number; readonly learningRate: number; readonly maxAction: number };
+type OuterBatch = {
+  readonly states: tf.Tensor2D;
+  readonly targets: tf.Tensor2D;
+  readonly weights?: tf.Tensor1D;
+};
+type MetaGradient = { states: tf.Tensor2D; actions: tf.Tensor2D; outerLoss: tf.Scalar; innerLoss: tf.Scalar };
 
 type Layers = { w: Float32Array; b: Float32Array }[];
 
@@ -196,7 +207,7 @@ function reduce(
  */
 export function metaGradientSliceHost(
   blas: BlasLibrary,
-  initial: StudentParams,
+  initial: MlpParams<tf.Tensor>,
   x: tf.Tensor2D,
   y: tf.Tensor2D,
   batch: OuterBatch,
