@@ -102,6 +102,7 @@ const workerMs = pool?.lastTiming.map((t) => ({
   all_reduces: t.calls,
 }));
 let peerSeconds: number | undefined;
+let peerCpuSeconds: number | undefined;
 let peerNote: string | undefined;
 if (!values["no-peer"]) {
   const out = await new Deno.Command("/usr/bin/python3", {
@@ -125,8 +126,11 @@ if (!values["no-peer"]) {
     stdout: new Uint8Array(),
     stderr: new TextEncoder().encode(String(e)),
   }));
-  if (out.success) peerSeconds = JSON.parse(new TextDecoder().decode(out.stdout)).s_per_outer_step;
-  else peerNote = `peer unavailable: ${new TextDecoder().decode(out.stderr).trim().split("\n").pop()}`;
+  if (out.success) {
+    const peer = JSON.parse(new TextDecoder().decode(out.stdout));
+    peerSeconds = peer.s_per_outer_step;
+    peerCpuSeconds = peer.cpu_s_per_outer_step;
+  } else peerNote = `peer unavailable: ${new TextDecoder().decode(out.stderr).trim().split("\n").pop()}`;
 }
 console.log(JSON.stringify({
   bench: "distill",
@@ -143,6 +147,9 @@ console.log(JSON.stringify({
   cpu_s_per_outer_step: +cpuPerStep.toFixed(3),
   peer_s_per_outer_step: peerSeconds === undefined ? null : +peerSeconds.toFixed(3),
   ratio: peerSeconds === undefined ? null : +(ours / peerSeconds).toFixed(3),
+  // CPU seconds per step, ours (all threads, min over repeats is not kept: the mean) and the peer's
+  // (its 2 threads summed): on a loaded machine these compare the work where wall times do not.
+  peer_cpu_s_per_outer_step: peerCpuSeconds === undefined ? null : +peerCpuSeconds.toFixed(3),
   // Resident memory now (the workers' included, they are still running): a lower bound on the peak.
   peak_rss_mb: Math.round(Deno.memoryUsage().rss / 2 ** 20),
   tensors_alive: tf.memory().numTensors,

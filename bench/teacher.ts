@@ -22,6 +22,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
+import process from "node:process";
 import { evaluatePolicy } from "../envs/rollout.ts";
 import { BACKEND_ENV, initBackend, requestedBackend } from "../numerics/backend.ts";
 import { consoleProgress } from "../core/progress.ts";
@@ -87,11 +88,23 @@ function report(record: Record<string, unknown>): void {
   );
 }
 
-/** Times `steps` calls of `step` after `warmup` calls. */
+/** CPU seconds of this process so far (all threads). */
+function cpuSeconds(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
+let lastCpuSeconds = 0;
+
+/**
+ * Times `steps` calls of `step` after `warmup` calls: wall seconds (returned) and CPU seconds
+ * (`lastCpuSeconds`), which on a shared machine tell our work from waiting for a core.
+ */
 function time(step: (t: number) => void, warmup: number, steps: number): number {
   for (let t = 0; t < warmup; t++) step(t);
-  const t0 = performance.now();
+  const t0 = performance.now(), c0 = cpuSeconds();
   for (let t = warmup; t < warmup + steps; t++) step(t);
+  lastCpuSeconds = cpuSeconds() - c0;
   return (performance.now() - t0) / 1000;
 }
 
@@ -120,6 +133,7 @@ function td3bcPeer(steps: number, obsDim: number, actDim: number, n: number, bat
     }
     return JSON.parse(new TextDecoder().decode(out.stdout)) as {
       steps_per_second: number;
+      cpu_seconds: number;
       threads: number;
       torch: string;
     };
@@ -144,7 +158,7 @@ function benchSpeed(): void {
       20,
       td3Steps,
     );
-    const engine = learner.engine;
+    const engine = learner.engine, cpu = lastCpuSeconds;
     learner.dispose();
     const peer = Deno.args.includes("--no-peer")
       ? undefined
@@ -158,11 +172,15 @@ function benchSpeed(): void {
       steps: td3Steps,
       seconds: +seconds.toFixed(3),
       stepsPerSecond: +ours.toFixed(2),
+      cpuSeconds: +cpu.toFixed(3),
+      stepsPerCpuSecond: +(td3Steps / cpu).toFixed(2),
       ...(peer === undefined ? {} : typeof peer === "string" ? { peerNote: peer } : {
         peerStepsPerSecond: +peer.steps_per_second.toFixed(2),
+        peerStepsPerCpuSecond: +(td3Steps / peer.cpu_seconds).toFixed(2),
         peerThreads: peer.threads,
         peerTorch: peer.torch,
         ratio: +(ours / peer.steps_per_second).toFixed(3),
+        cpuRatio: +((td3Steps / cpu) / (td3Steps / peer.cpu_seconds)).toFixed(3),
       }),
     });
   }
@@ -190,6 +208,8 @@ function benchSpeed(): void {
       steps: calqlSteps,
       seconds: +seconds.toFixed(3),
       stepsPerSecond: +(calqlSteps / seconds).toFixed(3),
+      cpuSeconds: +lastCpuSeconds.toFixed(3),
+      stepsPerCpuSecond: +(calqlSteps / lastCpuSeconds).toFixed(3),
     });
   }
 }
