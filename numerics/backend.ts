@@ -40,6 +40,12 @@ export interface BackendInfo {
   };
 }
 
+/** Options of {@link initBackend}. */
+export interface BackendOptions {
+  /** For wasm: `auto`, `off` or a library path (default: `OBD_BLAS`, else `auto`). */
+  readonly blas?: string;
+}
+
 /** Environment variable that selects the backend when `--backend` is not given. */
 export const BACKEND_ENV = "OBD_BACKEND";
 
@@ -63,12 +69,11 @@ let started: { info: BackendInfo; blas: string } | undefined;
 /**
  * Starts a backend (idempotent for the same name and BLAS choice). Resolves to a `PipelineError`
  * value, never rejects, when the backend is missing or fails to start, or when the requested BLAS
- * cannot be used. `options.blas`, for wasm: `auto`, `off` or a library path (default: `OBD_BLAS`,
- * else `auto`).
+ * cannot be used.
  */
 export async function initBackend(
   name: BackendName,
-  options: { readonly blas?: string } = {},
+  options: BackendOptions = {},
 ): Promise<BackendInfo | PipelineError> {
   const blas = options.blas ?? requestedBlas();
   if (started && started.info.name === name && (name !== "wasm" || started.blas === blas)) {
