@@ -76,6 +76,7 @@ export {
   loadStage,
   locateDataset,
   type LocatedDataset,
+  type LocateOptions,
   normalizeStates,
   type OfflineDataset,
 } from "./stages/load.ts";

@@ -80,7 +80,12 @@ async function main(args: string[]): Promise<void> {
   const parsed = parseCommandLine(args, OPTIONS, 1);
   if (isError(parsed)) exitWithError(parsed);
   if (parsed.values.help) {
-    console.log(helpText(USAGE, OPTIONS) + `\ndatasets: embedded, ${d4rlAliases().join(", ")}, or a path\n`);
+    console.log(
+      helpText(USAGE, OPTIONS) +
+        `\ndatasets: embedded, ${
+          d4rlAliases().join(", ")
+        }, minari:<id> (e.g. minari:mujoco/hopper/medium-v0), a Minari dataset directory, or a D4RL-layout .hdf5 file\n`,
+    );
     return;
   }
   const v = parsed.values;

@@ -86,6 +86,7 @@ async function loadDataset(rt: Runtime, name: string): Promise<Artifact<OfflineD
     file: located.file,
     sha256: located.sha256,
     env: located.env,
+    ...(located.minari ? { minari: located.minari } : {}),
     minTransitions: 5_000,
   }, {})();
   if (result._tag === "Left") throw result.left;

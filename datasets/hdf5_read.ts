@@ -284,16 +284,23 @@ export function dtypeName(h5: H5Wasm, meta: import("h5wasm").Metadata): string {
   return `hdf5-class-${meta.type}`;
 }
 
-function readDataset(
+/**
+ * Reads one dataset (`key` may be a path inside the file, e.g. `episode_0/actions`) as float32
+ * (`want` "float": float32 or float64 stored) or as 0/1 bytes ("flag": h5py bool, int8, uint8).
+ * Fails with "input" naming the file, the key and the dtype otherwise; `layout` names the expected
+ * layout in the hint.
+ */
+export function readDataset(
   h5: H5Wasm,
   file: H5File,
   path: string,
   key: string,
   want: "float" | "flag",
+  layout = "D4RL",
 ): H5Array<Float32Array> | H5Array<Uint8Array> {
   const entity = file.get(key);
   if (!(entity instanceof h5.Dataset)) {
-    fail("input", `${path}: '${key}' is not a dataset`, "the file does not follow the D4RL layout");
+    fail("input", `${path}: '${key}' is not a dataset`, `the file does not follow the ${layout} layout`);
   }
   const meta = entity.metadata;
   const dtype = dtypeName(h5, meta);
@@ -303,7 +310,7 @@ function readDataset(
     fail(
       "input",
       `${path}: '${key}' has dtype ${dtype}; expected ${accepted.join(" or ")}`,
-      "the file does not follow the D4RL layout",
+      `the file does not follow the ${layout} layout`,
     );
   }
   const bytes = readDatasetBytes(h5, file, path, key, meta.size * meta.total_size);

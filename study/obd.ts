@@ -303,6 +303,7 @@ export function runStudy(
           file: located.file,
           sha256: located.sha256,
           env: located.env,
+          ...(located.minari ? { minari: located.minari } : {}),
           minTransitions: config.load.minTransitions,
         }, {}),
     ),
