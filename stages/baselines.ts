@@ -143,7 +143,7 @@ export async function evaluateBaselines(
     );
   }
   const protocol = studentProtocol(config.student, dataset.env);
-  const tally = new RolloutTally();
+  const tally = new RolloutTally(dataset.reference);
   const total = (config.randomSelection ? config.randomRepeats * config.students : 0) +
     (config.bc ? config.bcPolicies : 0);
   const bar = ctx.progress("baselines", total);

@@ -298,7 +298,7 @@ export async function evaluate(
   }
   const protocol = studentProtocol(config.student, dataset.env);
   const seed = distilled.seed;
-  const tally = new RolloutTally();
+  const tally = new RolloutTally(dataset.reference);
   const { run } = config;
   const variantNames = [
     ...(run.architectures ? ARCHITECTURE_NAMES.map((a) => ({ arch: a, opt: "sgd" as const })) : []),

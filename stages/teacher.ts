@@ -249,11 +249,15 @@ function makeLearner(config: TeacherConfig, data: OfflineDataset, maxAction: num
   };
 }
 
-/** Evaluates an artifact's deterministic policy: normalized return over `episodes` episodes. */
+/**
+ * Evaluates an artifact's deterministic policy: normalized return over `episodes` episodes (against
+ * `reference`, a dataset's own reference returns, when given).
+ */
 export async function evaluateTeacher(
   artifact: TeacherArtifact,
   episodes: number,
   seed: number,
+  reference?: { readonly min: number; readonly max: number },
 ): Promise<TeacherEvaluation> {
   if (!artifact.env) {
     fail(
@@ -264,7 +268,7 @@ export async function evaluateTeacher(
   }
   const teacher = teacherFromArtifact(artifact);
   try {
-    const e = await evaluatePolicy(artifact.env, teacher.policy("deterministic"), episodes, seed);
+    const e = await evaluatePolicy(artifact.env, teacher.policy("deterministic"), episodes, seed, reference);
     return {
       episodes,
       seed,
@@ -344,6 +348,7 @@ async function train(
           artifactAt(done, elapsed(), null),
           Math.max(1, config.evalEpisodes),
           config.seed,
+          data.reference,
         );
         ctx.log({ event: "eval", step: done, normalizedScore: e.meanNormalizedScore });
       }
@@ -363,7 +368,12 @@ async function train(
     const seconds = elapsed();
 
     const evaluation = config.evalEpisodes > 0
-      ? await evaluateTeacher(artifactAt(config.steps, seconds, null), config.evalEpisodes, config.seed)
+      ? await evaluateTeacher(
+        artifactAt(config.steps, seconds, null),
+        config.evalEpisodes,
+        config.seed,
+        data.reference,
+      )
       : null;
     ctx.metric("steps", config.steps);
     ctx.metric("trainSeconds", +seconds.toFixed(2));

@@ -12,6 +12,8 @@ import { silentProgress } from "../core/progress.ts";
 import { readMinariMetadata } from "../datasets/minari.ts";
 import { loadStage, locateDataset, type OfflineDataset } from "../stages/load.ts";
 import { python, REPO_ROOT, runUnderTask } from "./helpers.ts";
+import { evaluatePolicy } from "../envs/rollout.ts";
+import { normalizedScore } from "../envs/locomotion.ts";
 
 /**
  * Writes a Minari dataset directory from the first `episodes` episodes of the embedded dataset:
@@ -342,4 +344,17 @@ Deno.test("the pipeline command runs a quick study on a Minari directory under i
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("with a dataset's reference returns, rollouts are scored against them; without, with the environment's", async () => {
+  const zero = (_states: Float32Array, n: number) => new Float32Array(n * 3);
+  const reference = { min: -20, max: 3200 };
+  const own = await evaluatePolicy("hopper", zero, 2, 5, reference);
+  const d4rl = await evaluatePolicy("hopper", zero, 2, 5);
+  assert.deepEqual(Array.from(own.returns), Array.from(d4rl.returns), "the same episodes");
+  own.returns.forEach((r, i) => {
+    assert.ok(Math.abs(own.normalizedScores[i] - (100 * (r + 20)) / 3220) < 1e-9);
+    assert.ok(Math.abs(d4rl.normalizedScores[i] - normalizedScore("hopper", r)) < 1e-9);
+  });
+  assert.notEqual(own.normalizedScores[0], d4rl.normalizedScores[0]);
 });
