@@ -15,7 +15,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { ENV_NAMES, ENV_SPECS, type EnvName } from "../envs/locomotion.ts";
+import { ENV_NAMES, ENV_SPECS, type EnvName } from "../envs/specs.ts";
 import { datasetMeanScore, loadStage, locateDataset, type OfflineDataset } from "../stages/load.ts";
 import {
   defaultTeacherConfig,

@@ -16,7 +16,7 @@
 
 import { fail } from "../core/errors.ts";
 import { defineStage, type Stage, type StageContext } from "../core/stage.ts";
-import type { EnvName } from "../envs/locomotion.ts";
+import type { EnvName } from "../envs/specs.ts";
 import { Rng } from "../numerics/random.ts";
 import { mean } from "../numerics/statistics.ts";
 import type { DistilledSet } from "./distill.ts";

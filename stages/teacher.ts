@@ -16,7 +16,7 @@
  * @module
  */
 
-import { ENV_SPECS } from "../envs/locomotion.ts";
+import { ENV_SPECS } from "../envs/specs.ts";
 import { evaluatePolicy } from "../envs/rollout.ts";
 import { fail } from "../core/errors.ts";
 import { defineStage, type Stage, type StageContext } from "../core/stage.ts";

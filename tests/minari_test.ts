@@ -13,7 +13,7 @@ import { readMinariMetadata } from "../datasets/minari.ts";
 import { loadStage, locateDataset, type OfflineDataset } from "../stages/load.ts";
 import { python, REPO_ROOT, runUnderTask } from "./helpers.ts";
 import { evaluatePolicy } from "../envs/rollout.ts";
-import { normalizedScore } from "../envs/locomotion.ts";
+import { normalizedScore } from "../envs/specs.ts";
 
 /**
  * Writes a Minari dataset directory from the first `episodes` episodes of the embedded dataset:

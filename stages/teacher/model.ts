@@ -19,7 +19,7 @@
 import { writeAtomic } from "../../core/atomic.ts";
 import * as tf from "@tensorflow/tfjs";
 import { dirname, join } from "node:path";
-import type { EnvName } from "../../envs/locomotion.ts";
+import type { EnvName } from "../../envs/specs.ts";
 import type { BatchPolicy } from "../../envs/rollout.ts";
 import { fail } from "../../core/errors.ts";
 import { sha256Hex } from "../../core/hash.ts";
