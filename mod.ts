@@ -137,7 +137,18 @@ export {
 export { gaussianKdeLogDensity, scottBandwidth, silvermanBandwidth } from "./numerics/kde.ts";
 
 // Environments and datasets
-export { ENV_NAMES, ENV_SPECS, type EnvName, normalizedScore } from "./envs/specs.ts";
+export {
+  ALL_ENV_NAMES,
+  type D4rlEnvName,
+  ENV_NAMES,
+  ENV_SPECS,
+  envBody,
+  type EnvName,
+  envOfGymId,
+  normalizedScore,
+  V5_ENV_NAMES,
+  type V5EnvName,
+} from "./envs/specs.ts";
 export { LocomotionEnv, VecLocomotionEnv } from "./envs/locomotion.ts";
 export {
   episodeReturns,
@@ -217,7 +228,7 @@ export type { Td3bcConfig } from "./stages/teacher/td3bc.ts";
 export type { CalqlConfig } from "./stages/teacher/calql.ts";
 export type { EnvSpec } from "./envs/specs.ts";
 export type { StepResult, VecStepResult } from "./envs/locomotion.ts";
-export type { BatchPolicy, Evaluation } from "./envs/rollout.ts";
+export type { BatchPolicy, Evaluation, ScoreReference } from "./envs/rollout.ts";
 export type {
   D4rlDataset,
   D4rlDatasetInfo,

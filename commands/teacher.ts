@@ -15,7 +15,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { ENV_NAMES, ENV_SPECS, type EnvName } from "../envs/specs.ts";
+import { ALL_ENV_NAMES, ENV_NAMES, ENV_SPECS, type EnvName } from "../envs/specs.ts";
 import { datasetMeanScore, loadStage, locateDataset, type OfflineDataset } from "../stages/load.ts";
 import {
   defaultTeacherConfig,
@@ -214,8 +214,8 @@ async function importCommand(values: Values, positionals: string[]): Promise<voi
     exitWithError(pipelineError("config", "--out is required", "e.g. --out data/teachers/hopper-calql"));
   }
   const env = values.env as string | undefined;
-  if (env !== undefined && !ENV_NAMES.includes(env as EnvName)) {
-    exitWithError(pipelineError("config", `--env ${env}: choose one of ${ENV_NAMES.join(", ")}`));
+  if (env !== undefined && !(ALL_ENV_NAMES as readonly string[]).includes(env)) {
+    exitWithError(pipelineError("config", `--env ${env}: choose one of ${ALL_ENV_NAMES.join(", ")}`));
   }
   if (await Deno.stat(out).then(() => true, () => false)) {
     exitWithError(

@@ -230,8 +230,10 @@ class Sim {
 
     const xVelocity = (xAfter - xBefore) / spec.dt;
     const ctrlCost = spec.ctrlCostWeight * sumSquares;
-    this.reward = spec.forwardRewardWeight * xVelocity + spec.healthyReward - ctrlCost;
-    this.terminated = spec.terminateWhenUnhealthy && !isHealthy(spec, qpos, qvel);
+    const healthy = isHealthy(spec, qpos, qvel);
+    const survive = spec.healthyRewardOnlyWhenHealthy && !healthy ? 0 : spec.healthyReward;
+    this.reward = spec.forwardRewardWeight * xVelocity + survive - ctrlCost;
+    this.terminated = spec.terminateWhenUnhealthy && !healthy;
     this.elapsedSteps++;
     this.truncated = this.elapsedSteps >= spec.horizon;
 

@@ -10,7 +10,15 @@
  * @module
  */
 
-import { ENV_NAMES, ENV_SPECS, type EnvName, normalizedScore } from "../envs/specs.ts";
+import {
+  ALL_ENV_NAMES,
+  ENV_NAMES,
+  ENV_SPECS,
+  envBody,
+  type EnvName,
+  envOfGymId,
+  normalizedScore,
+} from "../envs/specs.ts";
 import {
   episodeReturns,
   loadD4rlDataset,
@@ -327,7 +335,10 @@ export const loadStage: Stage<Record<string, never>, LoadConfig, OfflineDataset>
     const minari = config.minari ? await readMinariMetadata(config.minari.metadataFile) : undefined;
     const data = minari
       ? await loadMinariDataset(config.file, minari, config.minTransitions)
-      : await loadD4rlDataset(config.file, { env: config.env, minTransitions: config.minTransitions });
+      : await loadD4rlDataset(config.file, {
+        env: config.env ? envBody(config.env) : undefined,
+        minTransitions: config.minTransitions,
+      });
     const env = environmentOf(config, data.attrs, data.obsDim);
     if (data.obsDim !== ENV_SPECS[env].obsDim || data.actDim !== ENV_SPECS[env].actDim) {
       fail(
@@ -375,14 +386,14 @@ export const loadStage: Stage<Record<string, never>, LoadConfig, OfflineDataset>
   },
 });
 
-/** The environment a Minari dataset was recorded in, from its `env_spec.id`. */
-export function minariEnv(metadata: Pick<MinariMetadata, "env" | "envVersion" | "envId" | "file">): EnvName {
-  if (metadata.envVersion === 3) return metadata.env;
-  return fail(
-    "input",
-    `${metadata.file}: field 'env_spec.id' is ${metadata.envId}; no Gymnasium v${metadata.envVersion} environment is modelled yet`,
-    "use a dataset of a v3 environment",
-  );
+/** The environment a Minari dataset was recorded in, from its `env_spec.id` (`Hopper-v5` → `hopper-v5`). */
+export function minariEnv(metadata: Pick<MinariMetadata, "envId" | "file">): EnvName {
+  return envOfGymId(metadata.envId) ??
+    fail(
+      "input",
+      `${metadata.file}: field 'env_spec.id' is ${metadata.envId}, an environment we do not model`,
+      `use a dataset of ${ALL_ENV_NAMES.map((e) => ENV_SPECS[e].gymId).join(", ")}`,
+    );
 }
 
 /** Reads a Minari dataset's episodes and checks them with the D4RL rules (finite values, action bounds). */

@@ -11,7 +11,14 @@ import {
   MARGIN_SUM_VERSION,
   VecLocomotionEnv,
 } from "../envs/locomotion.ts";
-import { ENV_NAMES, ENV_SPECS, type EnvName, isHealthy, normalizedScore } from "../envs/specs.ts";
+import {
+  type D4rlEnvName,
+  ENV_NAMES,
+  ENV_SPECS,
+  type EnvName,
+  isHealthy,
+  normalizedScore,
+} from "../envs/specs.ts";
 import { Rng } from "../numerics/random.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -133,7 +140,7 @@ Deno.test("step validates the action length and refuses to run before reset", as
 
 Deno.test("reward of a transition recomputed by hand from qpos before/after and the action", async () => {
   // reward = (x_after − x_before)/dt + healthy − w·Σa², with the *unclipped* action in the cost.
-  const cases: Record<EnvName, { action: number[]; healthy: number; w: number; dt: number }> = {
+  const cases: Record<D4rlEnvName, { action: number[]; healthy: number; w: number; dt: number }> = {
     hopper: { action: [0.5, -1.5, 0.25], healthy: 1, w: 1e-3, dt: 0.008 },
     halfcheetah: { action: [0.5, -1.5, 0.25, 1, -0.75, 2], healthy: 0, w: 0.1, dt: 0.05 },
     walker2d: { action: [0.5, -1.5, 0.25, 1, -0.75, 2], healthy: 1, w: 1e-3, dt: 0.008 },
@@ -570,7 +577,7 @@ const CHEETAH_GEOMETRY: ExpectedGeometry = {
   },
 };
 
-const GEOMETRY: Record<EnvName, ExpectedGeometry> = {
+const GEOMETRY: Record<D4rlEnvName, ExpectedGeometry> = {
   hopper: HOPPER_GEOMETRY,
   halfcheetah: CHEETAH_GEOMETRY,
   walker2d: WALKER_GEOMETRY,

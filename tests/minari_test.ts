@@ -188,12 +188,18 @@ Deno.test("minari:<id> is found under $MINARI_DATASETS_PATH, else ~/.minari/data
       env: env({ HOME: home, MINARI_DATASETS_PATH: root }),
     });
     assert.equal(fromHome.origin, "~/.minari/datasets");
-    await writeMinari(join(root, "mujoco/hopper/test-v0"), { reference: false, episodes: 3 });
+    assert.equal(fromHome.env, "hopper", "a Hopper-v3 dataset runs in our Hopper-v3");
+    await writeMinari(join(root, "mujoco/hopper/test-v0"), {
+      reference: false,
+      episodes: 3,
+      envId: "Hopper-v5",
+    });
     const fromVar = await locateDataset("minari:mujoco/hopper/test-v0", silentProgress, {
       ...quiet,
       env: env({ HOME: home, MINARI_DATASETS_PATH: root }),
     });
     assert.equal(fromVar.origin, "$MINARI_DATASETS_PATH");
+    assert.equal(fromVar.env, "hopper-v5", "a Hopper-v5 dataset runs in Hopper-v5");
     assert.ok(fromVar.file.startsWith(root));
     const missing = await failure(() =>
       locateDataset("minari:mujoco/walker2d/medium-v0", silentProgress, {
@@ -294,11 +300,11 @@ Deno.test("metadata.json as Python writes it: Infinity in env_spec, reference sc
   }
 });
 
-Deno.test("the pipeline command runs a quick study on a Minari directory under its task permissions", async () => {
+Deno.test("the pipeline command runs a quick study on a Minari Hopper-v5 directory under its task permissions", async () => {
   const dir = await Deno.makeTempDir({ dir: join(REPO_ROOT, "data"), prefix: "minari-test-" });
   const rel = dir.slice(REPO_ROOT.length);
   try {
-    const want = await writeMinari(dir, { episodes: 8 });
+    const want = await writeMinari(dir, { episodes: 8, envId: "Hopper-v5" });
     const out = await runUnderTask("pipeline", "commands/pipeline.ts", [
       rel,
       "--method",
@@ -331,9 +337,9 @@ Deno.test("the pipeline command runs a quick study on a Minari directory under i
       "evaluate.run.bc=false",
     ]);
     assert.equal(out.code, 0, out.stderr.slice(-2000));
-    assert.match(out.stderr, /Minari mujoco\/hopper\/test-v0 \(Hopper-v3\)/);
+    assert.match(out.stderr, /Minari mujoco\/hopper\/test-v0 \(Hopper-v5\)/);
     const summary = JSON.parse(out.stdout.trim().split("\n").at(-1)!);
-    assert.equal(summary.env, "hopper");
+    assert.equal(summary.env, "hopper-v5", "the environment chosen from the metadata");
     assert.equal(summary.transitions, want.n);
     assert.deepEqual(summary.stagesComputed, { load: 1, distill: 1, evaluate: 1 });
     assert.equal(summary.methods[0].method, "dbc");
