@@ -1,7 +1,8 @@
 /**
  * Static descriptions of the three D4RL locomotion environments (Gym's Hopper-v3, HalfCheetah-v3
- * and Walker2d-v3): sizes, timing, reward and termination constants, D4RL reference scores, the
- * health test and the observation layout. Nothing here needs MuJoCo, so stages, reports and
+ * and Walker2d-v3) and of Gymnasium's v5 versions of them (Minari's datasets; the differences are
+ * listed before their specs): sizes, timing, reward and termination constants, D4RL reference
+ * scores, the health test and the observation layout. Nothing here needs MuJoCo, so stages, reports and
  * commands that only need the specs import this module and not the physics
  * (`./locomotion.ts`).
  * @module
