@@ -175,8 +175,11 @@ export function setEvaluationConfig(settings: EvaluateSettings, student: Student
 
 /** Inputs of the stage. */
 export interface EvaluateInputs {
-  /** The offline dataset the set was distilled from. */
-  readonly dataset: OfflineDataset;
+  /**
+   * The offline dataset the set was distilled from (only its environment, dimensions, identity and
+   * reference returns are read).
+   */
+  readonly dataset: Pick<OfflineDataset, "env" | "obsDim" | "actDim" | "file" | "sha256" | "n" | "reference">;
   /** The synthetic set to evaluate, with its snapshots. */
   readonly distilled: DistilledSet;
 }
