@@ -190,7 +190,7 @@ async function locateMinariById(
     fail(
       "input",
       `Minari dataset ${id} not found (looked in ${looked})`,
-      `download it where the internet is reachable (pip install minari; minari download ${id}) and copy ~/.minari/datasets/${id} here; this task does not download Minari datasets`,
+      `on a machine with internet: pip install minari; minari download ${id}; then copy its ~/.minari/datasets/${id} to the same place here (the pipeline does not download Minari datasets)`,
     );
   }
   const dataDir = search.found.path.replace(/\/metadata\.json$/, "");
