@@ -79,6 +79,7 @@ export {
   type LocateOptions,
   normalizeStates,
   type OfflineDataset,
+  scoreScale,
 } from "./stages/load.ts";
 export { defaultTeacherConfig, type TeacherConfig, teacherStage } from "./stages/teacher.ts";
 export { type Teacher, type TeacherArtifact, teacherFromArtifact } from "./stages/teacher/model.ts";

@@ -10,7 +10,7 @@
 import { d4rlAliases } from "../datasets/d4rl.ts";
 import { requestedMetaGradientThreads } from "../stages/distill/metagradient_pool.ts";
 import { meanScore } from "../stages/scores.ts";
-import { datasetMeanScore } from "../stages/load.ts";
+import { datasetMeanScore, scoreScale } from "../stages/load.ts";
 import { BACKEND_ENV, initBackend, requestedBackend } from "../numerics/backend.ts";
 import { helpText, parseCommandLine } from "../core/cli.ts";
 import { pipelineError, toPipelineError } from "../core/errors.ts";
@@ -225,6 +225,7 @@ async function main(args: string[]): Promise<void> {
     transitions: d.n,
     seeds: config.seeds,
     datasetMeanNormalizedReturn: round(datasetMeanScore(d)),
+    scores: scoreScale(d),
     teacher: teacher
       ? {
         algorithm: teacher.algorithm,

@@ -219,7 +219,7 @@ async function locateMinariDir(
     `dataset ${name}: Minari ${metadata.datasetId} (${metadata.envId}) from ${origin}: ${files.hdf5} sha256 ${sha256}, metadata.json sha256 ${metadataSha256}${
       metadata.reference
         ? `, reference scores ${metadata.reference.min} … ${metadata.reference.max}`
-        : ", no reference scores (raw returns)"
+        : `, no reference scores (scores: ${scoreScale({ env: minariEnv(metadata) })})`
     }`,
   );
   return {
@@ -285,6 +285,21 @@ export function normalizeStates(
   const out = new Float32Array(raw.length);
   for (let i = 0; i < raw.length; i++) out[i] = Math.fround(Math.fround(raw[i] - mean[i % d]) / std[i % d]);
   return out;
+}
+
+/**
+ * What a study's scores on this dataset are, in words: normalized with the dataset's own reference
+ * returns (Minari), with D4RL's (the v3 environments), or raw returns (a v5 environment without them).
+ */
+export function scoreScale(dataset: Pick<OfflineDataset, "env" | "reference">): string {
+  const { reference, env } = dataset;
+  if (reference) {
+    return `normalized with ${reference.source}'s reference returns ${reference.min} … ${reference.max}`;
+  }
+  const spec = ENV_SPECS[env];
+  return spec.refMinScore === 0 && spec.refMaxScore === 100
+    ? `raw returns (${spec.gymId} has no reference returns and the dataset gives none)`
+    : `D4RL normalized (${spec.gymId} references ${spec.refMinScore} … ${spec.refMaxScore})`;
 }
 
 /**

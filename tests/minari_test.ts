@@ -10,7 +10,7 @@ import { createRuntime, runStage } from "../core/runtime.ts";
 import { PipelineFailure } from "../core/errors.ts";
 import { silentProgress } from "../core/progress.ts";
 import { readMinariMetadata } from "../datasets/minari.ts";
-import { loadStage, locateDataset, type OfflineDataset } from "../stages/load.ts";
+import { loadStage, locateDataset, type OfflineDataset, scoreScale } from "../stages/load.ts";
 import { python, REPO_ROOT, runUnderTask } from "./helpers.ts";
 import { evaluatePolicy } from "../envs/rollout.ts";
 import { normalizedScore } from "../envs/specs.ts";
@@ -200,6 +200,14 @@ Deno.test("minari:<id> is found under $MINARI_DATASETS_PATH, else ~/.minari/data
     });
     assert.equal(fromVar.origin, "$MINARI_DATASETS_PATH");
     assert.equal(fromVar.env, "hopper-v5", "a Hopper-v5 dataset runs in Hopper-v5");
+    assert.equal(
+      scoreScale({ env: "hopper-v5" }),
+      "raw returns (Hopper-v5 has no reference returns and the dataset gives none)",
+    );
+    assert.match(
+      scoreScale({ env: "hopper" }),
+      /^D4RL normalized \(Hopper-v3 references -20\.272305 … 3234\.3\)$/,
+    );
     assert.ok(fromVar.file.startsWith(root));
     const missing = await failure(() =>
       locateDataset("minari:mujoco/walker2d/medium-v0", silentProgress, {
@@ -343,6 +351,10 @@ Deno.test("the pipeline command runs a quick study on a Minari Hopper-v5 directo
     assert.equal(summary.transitions, want.n);
     assert.deepEqual(summary.stagesComputed, { load: 1, distill: 1, evaluate: 1 });
     assert.equal(summary.methods[0].method, "dbc");
+    assert.equal(
+      summary.scores,
+      "normalized with mujoco/hopper/test-v0 metadata.json's reference returns -20 … 3200",
+    );
     assert.ok(Number.isFinite(summary.methods[0].normalizedReturn));
     // The dataset's own reference scores normalize its mean episode return.
     const meanReturn = want.returns.reduce((a, b) => a + b, 0) / want.returns.length;
