@@ -18,6 +18,7 @@ import { type PipelineConfig, PRESETS, runStudy, type StudyResult } from "../stu
 import { parseGridArgs } from "../grid/spec.ts";
 import { loadTeacherDir, saveTeacherDir, teacherFromArtifact } from "../stages/teacher.ts";
 import { readSynsetFile } from "../stages/synset_file.ts";
+import { importTeacher } from "../commands/teacher.ts";
 import { assertFails, python, REPO_ROOT, runUnderTask } from "./helpers.ts";
 
 await initBackend("wasm");
@@ -221,6 +222,14 @@ Deno.test("a teacher that does not fit is refused before any work, naming the fi
     /wrong-bound: maxAction is 2, expected 1 \(the action bound of hopper\)/,
   );
   assert.deepEqual(wrongBound.counts, {});
+  // A checkpoint saved without the dataset's statistics would get raw states: refused.
+  await saveTeacherDir(at("no-stats"), await importTeacher(at("authors-a.pt"), { env: "hopper" }));
+  const noStats = await study(cache, "embedded", rel("no-stats"));
+  assert.match(
+    errorOf(noStats.result),
+    /no-stats: stateMean\/stateStd are the identity \(0 and 1\), expected the training data's statistics/,
+  );
+  assert.deepEqual(noStats.counts, {});
   const missing = await study(cache, "embedded", rel("no-such.pt"));
   assert.match(errorOf(missing.result), /^input: teacher source .*no-such\.pt does not exist/);
   assert.deepEqual(missing.counts, {});
