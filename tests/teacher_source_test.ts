@@ -482,8 +482,30 @@ print("{}")`,
   assert.ok(!/evaluate: /.test(cli.stderr), "refused before the evaluation started");
 });
 
-Deno.test("--teacher on grid is every task's teacher.source", () => {
+Deno.test("--teacher on grid is every task's teacher.source; a missing teacher is refused before any task", async () => {
   const request = parseGridArgs(["--datasets", "embedded", "--methods", "pbc", "--teacher", "data/t"]);
   assert.ok(!("kind" in request) && request.mode === "new");
   assert.deepEqual(request.spec.set, ["teacher.source=data/t"]);
+  const dry = await runUnderTask("grid", "commands/grid.ts", [
+    "--datasets",
+    "embedded",
+    "--methods",
+    "pbc",
+    "--teacher",
+    rel("authors-a.pt"),
+    "--dry-run",
+  ]);
+  assert.equal(dry.code, 0, dry.stderr);
+  assert.ok(dry.stdout.includes(`--set teacher.source=${rel("authors-a.pt")}`), dry.stdout);
+  const missing = await runUnderTask("grid", "commands/grid.ts", [
+    "--datasets",
+    "embedded",
+    "--methods",
+    "pbc",
+    "--teacher",
+    rel("nope.pt"),
+  ]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /^error\[(teacher\/)?input\]: teacher source .*nope\.pt does not exist/);
+  assert.ok(!missing.stderr.includes("[grid]"), "no task was started");
 });
