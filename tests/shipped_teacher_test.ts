@@ -22,7 +22,7 @@ import {
   teacherStage,
 } from "../stages/teacher.ts";
 import { trainRequest } from "../commands/teacher.ts";
-import { SHIPPED_TEACHER_DIR } from "../study/obd.ts";
+import { PRESETS, resolveTeacherSource, SHIPPED_TEACHER_DIR } from "../study/obd.ts";
 import { loadEmbedded, REPO_ROOT, runUnderTask } from "./helpers.ts";
 
 await initBackend("wasm");
@@ -160,4 +160,9 @@ Deno.test("the embedded dataset's shipped teacher loads, fits the dataset and it
     `${SHIPPED_TEACHER_DIR}/ is missing: the quick preset's default teacher. Train it with \`deno task teacher train embedded --out ${SHIPPED_TEACHER_DIR}\` (TD3+BC, 100k steps, an evaluation every 10k) and commit it`,
   );
   await checkRetrainable(SHIPPED_TEACHER_DIR, 100_000);
+  // It is the quick preset's teacher of the embedded dataset, and of no other dataset.
+  assert.equal(PRESETS.quick.teacher.source, "auto");
+  assert.equal(await resolveTeacherSource("auto", "embedded"), SHIPPED_TEACHER_DIR);
+  assert.equal(await resolveTeacherSource("auto", "hopper-m-r"), "train");
+  assert.equal(await resolveTeacherSource("train", "embedded"), "train");
 });
