@@ -33,10 +33,12 @@ export {
   presetConfig,
   PRESETS,
   runStudy,
+  SHIPPED_TEACHER_DIR,
   STAGE_NAMES,
   type StageName,
   type StudyOptions,
   type StudyResult,
+  type TeacherSettings,
   UNTIL_STAGES,
   type UntilStage,
   validateStudy,
@@ -81,8 +83,20 @@ export {
   type OfflineDataset,
   scoreScale,
 } from "./stages/load.ts";
-export { defaultTeacherConfig, type TeacherConfig, teacherStage } from "./stages/teacher.ts";
-export { type Teacher, type TeacherArtifact, teacherFromArtifact } from "./stages/teacher/model.ts";
+export {
+  defaultTeacherConfig,
+  type TeacherConfig,
+  type TeacherImportConfig,
+  type TeacherImportKind,
+  teacherStage,
+  type TeacherStageConfig,
+} from "./stages/teacher.ts";
+export {
+  type Teacher,
+  type TeacherArtifact,
+  type TeacherCurvePoint,
+  teacherFromArtifact,
+} from "./stages/teacher/model.ts";
 export {
   distill,
   type DistillConfig,
@@ -110,6 +124,7 @@ export {
 } from "./stages/student.ts";
 export { fitStudent } from "./stages/student_fit.ts";
 export { randomRealSet, type SyntheticSet, validateSyntheticSet } from "./stages/synset.ts";
+export { readSynsetFile, type SynsetFile, writeSynsetFile } from "./stages/synset_file.ts";
 export { episodeSeed, meanScore, type PolicyScores, scoreSet, studentSeed } from "./stages/scores.ts";
 export {
   evaluate,

@@ -13,6 +13,7 @@ import { helpText, parseCommandLine } from "../core/cli.ts";
 import { fail, pipelineError, toPipelineError } from "../core/errors.ts";
 import { sha256Hex } from "../core/hash.ts";
 import { standaloneContext } from "../core/stage.ts";
+import { consoleProgress } from "../core/progress.ts";
 import { createRuntime, runStage } from "../core/runtime.ts";
 import { loadStage, locateDataset } from "../stages/load.ts";
 import { evaluate, setEvaluationConfig } from "../stages/evaluate.ts";
@@ -120,7 +121,12 @@ async function main(args: string[]): Promise<void> {
         distilled: { ...read.set, objective: method as never, seed, curve: [], snapshots: [] },
       },
       evalConfig,
-      standaloneContext({ backend: backend.label }),
+      standaloneContext({
+        backend: backend.label,
+        progress: consoleProgress({
+          lineIntervalMs: Number(Deno.env.get("OBD_PROGRESS_INTERVAL_MS") ?? "") || undefined,
+        }),
+      }),
     );
     const round = (x: number) => +x.toFixed(2);
     if (!report.final) fail("internal", "the evaluation produced no final score");

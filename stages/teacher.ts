@@ -551,7 +551,18 @@ export async function readTeacherSource(
     );
   if (source.kind === "teacher-dir") {
     if (await verifyTeacherDir(source.path) !== source.sha256) changed();
-    return await loadTeacherDir(source.path);
+    const saved = await loadTeacherDir(source.path);
+    // A checkpoint imported without --dataset has no statistics (identity), yet its networks were
+    // trained on normalized states: using it as saved would feed them raw states.
+    const identity = saved.stateMean.every((m) => m === 0) && saved.stateStd.every((s) => s === 1);
+    if (identity && saved.source.startsWith("imported:")) {
+      fail(
+        "input",
+        `teacher ${source.path}: stateMean/stateStd are the identity (0 and 1), expected the training data's statistics: it was imported without --dataset`,
+        "give the .pt checkpoint itself to --teacher (the dataset's statistics are used), or re-import it with --dataset",
+      );
+    }
+    return saved;
   }
   const bytes = await Deno.readFile(source.path).catch((e) =>
     fail("input", `cannot read teacher checkpoint ${source.path} (${(e as Error).message.split("\n")[0]})`)

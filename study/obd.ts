@@ -97,7 +97,8 @@ export const PRESETS: Readonly<Record<string, PipelineConfig>> = {
   quick: {
     seeds: [0],
     load: { minTransitions: 5_000 },
-    teacher: { ...defaultTeacherConfig("td3bc"), steps: 8_000, evalEvery: 0, source: "auto" },
+    // evalEvery as `deno task teacher train` has it, so `--set teacher.steps=100000` shares its cache entry.
+    teacher: { ...defaultTeacherConfig("td3bc"), steps: 8_000, source: "auto" },
     density: DEFAULT_DENSITY_CONFIG,
     student: { ...PAPER_STUDENT, steps: 20 },
     distill: QUICK_DISTILL,
