@@ -18,7 +18,13 @@ export { type ResumableLoop, runResumable } from "./core/loop.ts";
 export { writeAtomic, writeFileAtomic, writeJsonAtomic } from "./core/atomic.ts";
 export { ArtifactCache, type Manifest } from "./core/cache.ts";
 export { type ErrorKind, formatError, type PipelineError, pipelineError } from "./core/errors.ts";
-export { type BackendInfo, type BackendName, type BackendOptions, BACKENDS, initBackend } from "./numerics/backend.ts";
+export {
+  type BackendInfo,
+  type BackendName,
+  type BackendOptions,
+  BACKENDS,
+  initBackend,
+} from "./numerics/backend.ts";
 export { consoleProgress, type Progress, type ProgressFactory, silentProgress } from "./core/progress.ts";
 export { fileMetricsLog, memoryMetricsLog, type MetricsLog } from "./core/metrics.ts";
 export { directoryCheckpoint, loadCheckpoint, saveCheckpoint } from "./core/checkpoint.ts";
