@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../numerics/backend.ts";
+import { activeBlas } from "../numerics/blas_kernels.ts";
 import { LocomotionEnv } from "../envs/locomotion.ts";
 import { normalizedScore } from "../envs/specs.ts";
 import { evaluatePolicy } from "../envs/rollout.ts";
@@ -382,17 +383,13 @@ Deno.test("TD3+BC loss terms equal a float64 hand computation on one-layer netwo
   assertClose([l.lambda, l.loss], [lambda, actorLoss], 1e-5, "λ and actor loss");
 });
 
-Deno.test("TD3+BC: two updates (critic, then critic + delayed actor + targets) match PyTorch to 1e-5", async () => {
+Deno.test("TD3+BC: two updates (critic, then critic + delayed actor + targets) match PyTorch to 1e-5 on both engines", async () => {
   const config: Td3bcConfig = { ...TD3BC_DEFAULTS, hidden: [32, 32], batchSize: 16 };
   const [obsDim, actDim] = [5, 2];
   const init = initTd3bcWeights(obsDim, actDim, config, new Rng(7));
   const rng = new Rng(8);
   const batches = [hostBatch(rng, 16, obsDim, actDim), hostBatch(rng, 16, obsDim, actDim)];
   const noises = batches.map(() => targetNoise(rng, 16, actDim, config, 1));
-  const learner = new Td3bc(init, config, 1);
-  const stats = batches.map((b, i) => tidyPlain(() => learner.update(batchFromArrays(b), noises[i], true))!);
-  const after = learner.weights();
-  learner.dispose();
   const ref = await torchRun(
     `
 c = spec["config"]
@@ -429,29 +426,74 @@ print(json.dumps({"stats": out, "actor": dump(actor), "critic1": dump(c1), "crit
       noises: noises.map((n) => Array.from(n)),
     },
   );
+  assert.ok(activeBlas(), "the host engine needs the BLAS: run with the test task's --allow-ffi");
+  for (const engine of ["tensors", "host"] as const) {
+    const learner = new Td3bc(init, config, 1, engine);
+    assert.equal(learner.engine, engine);
+    const stats = batches.map((b, i) =>
+      tidyPlain(() => learner.update(batchFromArrays(b), noises[i], true))!
+    );
+    const after = learner.weights();
+    learner.dispose();
+    for (
+      const key of ["actor", "critic1", "critic2", "actorTarget", "critic1Target", "critic2Target"] as const
+    ) {
+      assertClose(flat(after[key as keyof Td3bcWeights]), flatRef(ref[key]), 1e-5, key);
+      // The test must be able to fail: every network moved away from its initial weights.
+      assert.ok(
+        maxAbsDiff(flat(after[key as keyof Td3bcWeights]), flat(init[key as keyof Td3bcWeights])) > 1e-6,
+        `${key} changed`,
+      );
+    }
+    assert.equal(stats[0].actorLoss, undefined, "no actor update on step 1 (policy delay 2)");
+    assertClose(
+      [stats[0].criticLoss, stats[1].criticLoss],
+      [ref.stats[0].criticLoss, ref.stats[1].criticLoss],
+      1e-5 * (1 + ref.stats[0].criticLoss),
+      "critic losses",
+    );
+    assertClose(
+      [stats[1].actorLoss!, stats[1].lambda!, stats[1].bcLoss!],
+      [ref.stats[1].actorLoss, ref.stats[1].lambda_, ref.stats[1].bcLoss],
+      1e-5,
+      `${engine}: actor loss, λ, BC term`,
+    );
+  }
+});
+
+Deno.test("TD3+BC: the host engine's state resumes on the tensor engine and both continue alike", () => {
+  const config: Td3bcConfig = { ...TD3BC_DEFAULTS, hidden: [24, 16], batchSize: 12 };
+  const [obsDim, actDim] = [4, 3];
+  const rng = new Rng(21);
+  const host = new Td3bc(initTd3bcWeights(obsDim, actDim, config, new Rng(20)), config, 1, "host");
+  const steps = Array.from({ length: 6 }, () => ({
+    batch: hostBatch(rng, 12, obsDim, actDim),
+    noise: targetNoise(rng, 12, actDim, config, 1),
+  }));
+  for (const s of steps.slice(0, 3)) tidyPlain(() => host.update(batchFromArrays(s.batch), s.noise));
+  const tensors = new Td3bc(initTd3bcWeights(obsDim, actDim, config, new Rng(99)), config, 1, "tensors");
+  tensors.setState(host.state());
+  for (const s of steps.slice(3)) {
+    const a = tidyPlain(() => host.update(batchFromArrays(s.batch), s.noise, true))!;
+    const b = tidyPlain(() => tensors.update(batchFromArrays(s.batch), s.noise, true))!;
+    assertClose([a.criticLoss, a.actorLoss ?? 0], [b.criticLoss, b.actorLoss ?? 0], 1e-4, "losses");
+  }
+  const [x, y] = [host.state(), tensors.state()];
+  assert.equal(x.step, 6);
+  assert.equal(y.step, 6);
   for (
     const key of ["actor", "critic1", "critic2", "actorTarget", "critic1Target", "critic2Target"] as const
   ) {
-    assertClose(flat(after[key as keyof Td3bcWeights]), flatRef(ref[key]), 1e-5, key);
-    // The test must be able to fail: every network moved away from its initial weights.
-    assert.ok(
-      maxAbsDiff(flat(after[key as keyof Td3bcWeights]), flat(init[key as keyof Td3bcWeights])) > 1e-6,
-      `${key} changed`,
-    );
+    assertClose(flat(x.weights[key]), flat(y.weights[key]), 1e-4, key);
   }
-  assert.equal(stats[0].actorLoss, undefined, "no actor update on step 1 (policy delay 2)");
   assertClose(
-    [stats[0].criticLoss, stats[1].criticLoss],
-    [ref.stats[0].criticLoss, ref.stats[1].criticLoss],
-    1e-5 * (1 + ref.stats[0].criticLoss),
-    "critic losses",
+    x.criticOptimizer.v.flatMap((v) => [...v]),
+    y.criticOptimizer.v.flatMap((v) => [...v]),
+    1e-4,
+    "v",
   );
-  assertClose(
-    [stats[1].actorLoss!, stats[1].lambda!, stats[1].bcLoss!],
-    [ref.stats[1].actorLoss, ref.stats[1].lambda_, ref.stats[1].bcLoss],
-    1e-5,
-    "actor loss, λ, BC term",
-  );
+  host.dispose();
+  tensors.dispose();
 });
 
 // ---------------------------------------------------------------------------------------------
