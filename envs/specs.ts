@@ -69,7 +69,22 @@ export interface EnvSpec {
   readonly refMinScore: number;
   /** D4RL expert reference return (normalized score 100). */
   readonly refMaxScore: number;
+  /**
+   * mujoco-py's `body_mass` (kg) of the Gym model, world excluded, by body name in model order:
+   * Gym's geometry at density 1000 with the capsule rule of MuJoCo <= 2.1.1 (a cylinder of length
+   * L + r; see the XML headers). A compiled model whose masses differ by more than
+   * {@link MASS_TOLERANCE} is refused at load.
+   */
+  readonly bodyMasses: readonly (readonly [body: string, mass: number])[];
 }
+
+/** Largest difference (kg) allowed between a compiled body mass and its recorded mujoco-py mass. */
+export const MASS_TOLERANCE = 1e-6;
+
+/** Legacy capsule masses shared by Hopper and Walker2d (r, L from Gym's XML: 1000·π·r²·(L + r)). */
+const TORSO_MASS = 3.5342917352885177; // r 0.05, L 0.4
+const THIGH_MASS = 3.926990816987242; // r 0.05, L 0.45
+const LEG_MASS = 2.7143360527015816; // r 0.04, L 0.5
 
 /** Hopper-v3 (gym/envs/mujoco/hopper_v3.py): 4 × 2 ms RK4 steps, 3 motors. */
 const HOPPER: EnvSpec = {
@@ -98,6 +113,12 @@ const HOPPER: EnvSpec = {
   qvelNoise: "uniform",
   refMinScore: -20.272305,
   refMaxScore: 3234.3,
+  bodyMasses: [
+    ["torso", TORSO_MASS],
+    ["thigh", THIGH_MASS],
+    ["leg", LEG_MASS],
+    ["foot", 5.0893800988154645], // r 0.06, L 0.39
+  ],
 };
 
 /** HalfCheetah-v3 (gym/envs/mujoco/half_cheetah_v3.py): 5 × 10 ms Euler steps, 6 motors, never terminates. */
@@ -127,6 +148,17 @@ const HALFCHEETAH: EnvSpec = {
   qvelNoise: "normal",
   refMinScore: -280.178953,
   refMaxScore: 12135.0,
+  // Capsules r 0.046 of lengths torso 1.0 + head 0.3, bthigh .29, bshin .3, bfoot .188, fthigh
+  // .266, fshin .212, ffoot .14, rescaled together to Gym's settotalmass 14 kg.
+  bodyMasses: [
+    ["torso", 6.360313315926893],
+    ["bthigh", 1.5352480417754566],
+    ["bshin", 1.5809399477806787],
+    ["bfoot", 1.0691906005221932],
+    ["fthigh", 1.4255874673629243],
+    ["fshin", 1.178851174934726],
+    ["ffoot", 0.8498694516971279],
+  ],
 };
 
 /** Walker2d-v3 (gym/envs/mujoco/walker2d_v3.py): 4 × 2 ms RK4 steps, 6 motors. */
@@ -156,6 +188,15 @@ const WALKER2D: EnvSpec = {
   qvelNoise: "uniform",
   refMinScore: 1.629008,
   refMaxScore: 4592.3,
+  bodyMasses: [
+    ["torso", TORSO_MASS],
+    ["thigh", THIGH_MASS],
+    ["leg", LEG_MASS],
+    ["foot", 2.940530723760046], // r 0.06, L 0.2
+    ["thigh_left", THIGH_MASS],
+    ["leg_left", LEG_MASS],
+    ["foot_left", 2.940530723760046],
+  ],
 };
 
 /** Spec of every environment, by name. */
@@ -198,12 +239,12 @@ export function isHealthy(spec: EnvSpec, qpos: ArrayLike<number>, qvel: ArrayLik
   return true;
 }
 
-/** Gym v3 `_get_obs`: obs = [qpos[1:], clip(qvel, ±qvelClip)], rounded to float32, written at `offset`. */
+/** Gym v3 `_get_obs`: obs = [qpos[1:], clip(qvel, ±qvelClip)], written into `out` at `offset` (rounded when float32). */
 export function writeObservation(
   spec: EnvSpec,
   qpos: ArrayLike<number>,
   qvel: ArrayLike<number>,
-  out: Float32Array,
+  out: Float32Array | Float64Array,
   offset: number,
 ): void {
   let k = offset;

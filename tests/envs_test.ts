@@ -5,12 +5,15 @@
 
 import assert from "node:assert/strict";
 import {
+  compileModel,
   loadModel,
   loadMujoco,
   LocomotionEnv,
   MARGIN_SUM_VERSION,
+  readModelXml,
   VecLocomotionEnv,
 } from "../envs/locomotion.ts";
+import { assertFails } from "./helpers.ts";
 import { ENV_NAMES, ENV_SPECS, type EnvName, isHealthy, normalizedScore } from "../envs/specs.ts";
 import { Rng } from "../numerics/random.ts";
 
@@ -819,4 +822,60 @@ Deno.test("masses and inertias: Gym's geometry at density 1000 with mujoco-py's 
     1e-9,
     "cheetah torso",
   );
+});
+
+Deno.test("recorded mujoco-py masses: every spec's bodyMasses is the legacy capsule rule of its geometry", async () => {
+  for (const env of ENV_NAMES) {
+    const m = await loadModel(env);
+    const mass = Array.from(m.body_mass as Float64Array);
+    m.delete();
+    assertAllClose(mass.slice(1), ENV_SPECS[env].bodyMasses.map(([, kg]) => kg), 1e-9, `${env} masses`);
+  }
+  const walker = ENV_SPECS.walker2d.bodyMasses.map(([, kg]) => kg);
+  const walkerCaps: [number, number][] = [[0.05, 0.4], [0.05, 0.45], [0.04, 0.5], [0.06, 0.2]];
+  assertAllClose(
+    walker,
+    [0, 1, 2, 3, 1, 2, 3].map((k) => legacyCapsule(...walkerCaps[k]).m),
+    1e-12,
+    "walker",
+  );
+});
+
+Deno.test("bad model files fail at load with one line: rejected by MuJoCo 3, or masses off mujoco-py's", async () => {
+  const xml = await readModelXml("hopper");
+  // Gym's own files use global coordinates, which MuJoCo 3 refuses.
+  const globalCoordinates = xml.replace(
+    '<compiler angle="degree"',
+    '<compiler coordinate="global" angle="degree"',
+  );
+  assert.notEqual(globalCoordinates, xml);
+  await assertFails(compileModel("hopper", globalCoordinates, "gym-hopper.xml"), "input", [
+    "gym-hopper.xml",
+    "rejects the model",
+    "global coordinates",
+  ]);
+  // A foot 1 g heavier than recorded.
+  const heavier = xml.replace('mass="5.08938009882"', 'mass="5.09038009882"');
+  assert.notEqual(heavier, xml);
+  await assertFails(compileModel("hopper", heavier), "input", [
+    'body "foot"',
+    "5.09038009882",
+    String(ENV_SPECS.hopper.bodyMasses[3][1]),
+  ]);
+  // The foot's explicit inertial dropped: MuJoCo 3 derives it from the geom with the exact capsule
+  // rule (cylinder plus a full sphere), 4% heavier than mujoco-py's cylinder of length L + r.
+  const fromGeom = xml.replace(/<inertial pos="-0\.065 0 0\.1"[^>]*\/>/, "");
+  assert.notEqual(fromGeom, xml);
+  const failure = await assertFails(compileModel("hopper", fromGeom), "input", ['body "foot"', "has mass"]);
+  const exact = 1000 * Math.PI * (0.06 ** 2 * 0.39 + (4 / 3) * 0.06 ** 3);
+  assert.ok(failure.error.message.includes(String(exact).slice(0, 8)), failure.error.message);
+  // Differing margins: no per-geom value gives both engines' pair margins.
+  const floorMargin = xml.replace('<geom name="floor"', '<geom name="floor" margin="0.002"');
+  assert.notEqual(floorMargin, xml);
+  await assertFails(compileModel("hopper", floorMargin), "input", [
+    "different contact margins",
+    "0.002, 0.001",
+  ]);
+  // Still loads as shipped.
+  (await compileModel("hopper", xml)).delete();
 });

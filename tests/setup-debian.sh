@@ -6,15 +6,19 @@
 #   - notebook tests (tests/notebooks_test.ts): nbconvert and nbclient, which execute notebooks/*.ipynb
 #     headless with the Deno kernel. The kernelspec itself is installed by that test, into a temporary
 #     directory, for the very deno binary that runs the tests (`deno jupyter --install`).
+#   - cross-engine reference (tests/mujoco_reference_test.ts): MuJoCo 2.2.2's headers and library, which
+#     a small C driver is built against with gcc (the Node image ships gcc).
 set -eu
 REFERENCE_PACKAGES="python3-h5py python3-sklearn python3-torch libopenblas0-pthread"
 NOTEBOOK_PACKAGES="jupyter-nbconvert python3-nbclient"
+MUJOCO_PACKAGES="libmujoco-dev"
 
 imports() { [ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import $1" 2>/dev/null; }
 
 PACKAGES=""
 imports "h5py, sklearn, torch" || PACKAGES="$REFERENCE_PACKAGES"
 imports "nbconvert, nbclient, jupyter_client" || PACKAGES="$PACKAGES $NOTEBOOK_PACKAGES"
+[ -f /usr/include/mujoco/mujoco.h ] || PACKAGES="$PACKAGES $MUJOCO_PACKAGES"
 # Unquoted on purpose: word splitting trims the list.
 PACKAGES=$(echo $PACKAGES)
 if [ -z "$PACKAGES" ]; then
@@ -31,3 +35,4 @@ $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $PACKAGES >/dev/null
 /usr/bin/python3 -c "import h5py, sklearn, torch; print('setup: h5py', h5py.__version__, 'sklearn', sklearn.__version__, 'torch', torch.__version__)"
 /usr/bin/python3 -c "import nbconvert, nbclient; print('setup: nbconvert', nbconvert.__version__, 'nbclient', nbclient.__version__)"
+[ -f /usr/include/mujoco/mujoco.h ] && echo "setup: MuJoCo $(sed -n 's/^#define mjVERSION_HEADER //p' /usr/include/mujoco/mujoco.h) headers"
