@@ -159,7 +159,7 @@ function loadingError(err: unknown): string {
 
 /**
  * The compiled body masses must be mujoco-py's (the spec's `bodyMasses`, within MASS_TOLERANCE):
- * the D4RL data were collected with them, and MuJoCo >= 2.1.2 computes capsules differently.
+ * the D4RL data were collected with them, and MuJoCo >= 2.1.1 computes capsules differently.
  */
 function checkBodyMasses(mujoco: MainModule, model: MjModel, spec: EnvSpec, file: string): void {
   const mass = model.body_mass as Float64Array;

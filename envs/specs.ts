@@ -71,7 +71,7 @@ export interface EnvSpec {
   readonly refMaxScore: number;
   /**
    * mujoco-py's `body_mass` (kg) of the Gym model, world excluded, by body name in model order:
-   * Gym's geometry at density 1000 with the capsule rule of MuJoCo <= 2.1.1 (a cylinder of length
+   * Gym's geometry at density 1000 with the capsule rule of MuJoCo <= 2.1.0 (a cylinder of length
    * L + r; see the XML headers). A compiled model whose masses differ by more than
    * {@link MASS_TOLERANCE} is refused at load.
    */

@@ -712,7 +712,7 @@ Deno.test("model parameters: joints, actuators, contacts and options as in Gym's
 });
 
 /**
- * Mass of a capsule of radius r and straight length L at density 1000, as MuJoCo ≤ 2.1.1
+ * Mass of a capsule of radius r and straight length L at density 1000, as MuJoCo ≤ 2.1.0
  * (mujoco-py, which generated D4RL) computed it: a cylinder of length L + r. Principal inertias
  * [I_perp, I_perp, I_axis] of that cylinder.
  */
@@ -722,7 +722,7 @@ function legacyCapsule(r: number, L: number): { m: number; inertia: [number, num
   const perp = (m * (3 * r * r + H * H)) / 12;
   return { m, inertia: [perp, perp, (m * r * r) / 2] };
 }
-/** Exact capsule mass (MuJoCo ≥ 2.1.2): cylinder plus a full sphere. */
+/** Exact capsule mass (MuJoCo ≥ 2.1.1): cylinder plus a full sphere. */
 const exactCapsuleMass = (r: number, L: number) => 1000 * Math.PI * (r * r * L + (4 / 3) * r ** 3);
 
 const sorted = (v: ArrayLike<number>) => Array.from(v).sort((a, b) => a - b);
