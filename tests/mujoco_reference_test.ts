@@ -39,6 +39,7 @@ let driverPromise: Promise<string> | null = null;
 function driver(): Promise<string> {
   driverPromise ??= (async () => {
     const dir = await Deno.makeTempDir({ prefix: "mujoco_reference_" });
+    globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
     const exe = `${dir}/driver`;
     let out: Deno.CommandOutput;
     try {
