@@ -66,7 +66,7 @@ async function main(args: string[]): Promise<void> {
     return;
   }
   const [env, kind] = parsed.positionals;
-  if (!ENV_NAMES.includes(env as EnvName)) {
+  if (!(ENV_NAMES as readonly string[]).includes(env)) {
     exitWithError(pipelineError("config", `unknown environment "${env ?? ""}"`, `usage: ${USAGE}`));
   }
   if (!DATASET_KINDS.includes(kind as DatasetKind)) {

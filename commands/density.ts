@@ -16,6 +16,7 @@ import { loadD4rlDataset, observationStats } from "../datasets/d4rl.ts";
 import { writeFloatDatasets } from "../datasets/hdf5.ts";
 import { computeStateDensity, DEFAULT_DENSITY_CONFIG, type DensityConfig } from "../stages/density.ts";
 import { locateDataset } from "../stages/load.ts";
+import { envBody } from "../envs/specs.ts";
 import { BACKEND_ENV, initBackend, requestedBackend } from "../numerics/backend.ts";
 import { helpText, parseCommandLine } from "../core/cli.ts";
 import { type PipelineError, pipelineError, toPipelineError } from "../core/errors.ts";
@@ -169,7 +170,7 @@ async function main(args: string[]): Promise<void> {
   const run = openRun(`density-${name.split("/").pop()}`);
   try {
     const located = await locateDataset(name, run.progress);
-    const data = await loadD4rlDataset(located.file, { env: located.env });
+    const data = await loadD4rlDataset(located.file, { env: located.env ? envBody(located.env) : undefined });
     const stats = observationStats(data.observations, data.obsDim);
     console.error(
       `density: ${located.file} (${data.n} states, ${data.obsDim} dimensions) → ${out}; log ${run.dir}/metrics.jsonl`,

@@ -158,32 +158,29 @@ function loadingError(err: unknown): string {
 }
 
 /**
- * The compiled body masses must be mujoco-py's (the spec's `bodyMasses`, within MASS_TOLERANCE):
- * the D4RL data were collected with them, and MuJoCo >= 2.1.1 computes capsules differently.
+ * The compiled body masses must be the recorded ones (the spec's `bodyMasses`, within MASS_TOLERANCE):
+ * the datasets were collected with them (v3: mujoco-py's capsule rule, which MuJoCo >= 2.1.1 no longer
+ * applies; v5: exact capsules).
  */
 function checkBodyMasses(mujoco: MainModule, model: MjModel, spec: EnvSpec, file: string): void {
   const mass = model.body_mass as Float64Array;
-  const hint = `the models carry explicit <inertial> masses by mujoco-py's capsule rule (see the header of ${
+  const recordedModel = `the recorded ${spec.gymId} model`;
+  const hint = `the masses follow the rule in the header of ${
     repoPath(spec)
-  }); restore the file from the repository`;
+  }; restore the file from the repository`;
   if (model.nbody - 1 !== spec.bodyMasses.length) {
-    fail(
-      "input",
-      `${file}: ${model.nbody - 1} bodies, the recorded mujoco-py model has ${spec.bodyMasses.length}`,
-      hint,
-    );
+    fail("input", `${file}: ${model.nbody - 1} bodies, ${recordedModel} has ${spec.bodyMasses.length}`, hint);
   }
   spec.bodyMasses.forEach(([body, recorded], k) => {
     const name = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY.value, k + 1);
     if (name !== body) {
-      fail("input", `${file}: body ${k + 1} is "${name}", the recorded mujoco-py model has "${body}"`, hint);
+      fail("input", `${file}: body ${k + 1} is "${name}", ${recordedModel} has "${body}"`, hint);
     }
     if (!(Math.abs(mass[k + 1] - recorded) <= MASS_TOLERANCE)) {
+      const found = mass[k + 1];
       fail(
         "input",
-        `${file}: body "${body}" has mass ${
-          mass[k + 1]
-        } kg, mujoco-py's is ${recorded} kg (more than ${MASS_TOLERANCE} apart)`,
+        `${file}: body "${body}" has mass ${found} kg, ${recordedModel} has ${recorded} kg (more than ${MASS_TOLERANCE} apart)`,
         hint,
       );
     }
@@ -315,8 +312,10 @@ class Sim {
 
     const xVelocity = (xAfter - xBefore) / spec.dt;
     const ctrlCost = spec.ctrlCostWeight * sumSquares;
-    this.reward = spec.forwardRewardWeight * xVelocity + spec.healthyReward - ctrlCost;
-    this.terminated = spec.terminateWhenUnhealthy && !isHealthy(spec, qpos, qvel);
+    const healthy = isHealthy(spec, qpos, qvel);
+    const survive = spec.healthyRewardOnlyWhenHealthy && !healthy ? 0 : spec.healthyReward;
+    this.reward = spec.forwardRewardWeight * xVelocity + survive - ctrlCost;
+    this.terminated = spec.terminateWhenUnhealthy && !healthy;
     this.elapsedSteps++;
     this.truncated = this.elapsedSteps >= spec.horizon;
 

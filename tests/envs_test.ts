@@ -14,7 +14,15 @@ import {
   VecLocomotionEnv,
 } from "../envs/locomotion.ts";
 import { assertFails } from "./helpers.ts";
-import { ENV_NAMES, ENV_SPECS, type EnvName, isHealthy, normalizedScore } from "../envs/specs.ts";
+import {
+  ALL_ENV_NAMES,
+  type D4rlEnvName,
+  ENV_NAMES,
+  ENV_SPECS,
+  type EnvName,
+  isHealthy,
+  normalizedScore,
+} from "../envs/specs.ts";
 import { Rng } from "../numerics/random.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -136,7 +144,7 @@ Deno.test("step validates the action length and refuses to run before reset", as
 
 Deno.test("reward of a transition recomputed by hand from qpos before/after and the action", async () => {
   // reward = (x_after − x_before)/dt + healthy − w·Σa², with the *unclipped* action in the cost.
-  const cases: Record<EnvName, { action: number[]; healthy: number; w: number; dt: number }> = {
+  const cases: Record<D4rlEnvName, { action: number[]; healthy: number; w: number; dt: number }> = {
     hopper: { action: [0.5, -1.5, 0.25], healthy: 1, w: 1e-3, dt: 0.008 },
     halfcheetah: { action: [0.5, -1.5, 0.25, 1, -0.75, 2], healthy: 0, w: 0.1, dt: 0.05 },
     walker2d: { action: [0.5, -1.5, 0.25, 1, -0.75, 2], healthy: 1, w: 1e-3, dt: 0.008 },
@@ -573,7 +581,7 @@ const CHEETAH_GEOMETRY: ExpectedGeometry = {
   },
 };
 
-const GEOMETRY: Record<EnvName, ExpectedGeometry> = {
+const GEOMETRY: Record<D4rlEnvName, ExpectedGeometry> = {
   hopper: HOPPER_GEOMETRY,
   halfcheetah: CHEETAH_GEOMETRY,
   walker2d: WALKER_GEOMETRY,
@@ -824,24 +832,40 @@ Deno.test("masses and inertias: Gym's geometry at density 1000 with mujoco-py's 
   );
 });
 
-Deno.test("recorded mujoco-py masses: every spec's bodyMasses is the legacy capsule rule of its geometry", async () => {
-  for (const env of ENV_NAMES) {
+Deno.test("recorded masses: v3 specs hold the legacy capsule rule, v5 specs exact capsules; models match them", async () => {
+  for (const env of ALL_ENV_NAMES) {
     const m = await loadModel(env);
     const mass = Array.from(m.body_mass as Float64Array);
     m.delete();
     assertAllClose(mass.slice(1), ENV_SPECS[env].bodyMasses.map(([, kg]) => kg), 1e-9, `${env} masses`);
   }
-  const walker = ENV_SPECS.walker2d.bodyMasses.map(([, kg]) => kg);
+  const kg = (env: EnvName) => ENV_SPECS[env].bodyMasses.map(([, m]) => m);
+  const hopperCaps: [number, number][] = [[0.05, 0.4], [0.05, 0.45], [0.04, 0.5], [0.06, 0.39]];
   const walkerCaps: [number, number][] = [[0.05, 0.4], [0.05, 0.45], [0.04, 0.5], [0.06, 0.2]];
+  const walkerOrder = [0, 1, 2, 3, 1, 2, 3];
+  assertAllClose(kg("hopper"), hopperCaps.map(([r, L]) => legacyCapsule(r, L).m), 1e-12, "hopper");
+  assertAllClose(kg("hopper-v5"), hopperCaps.map(([r, L]) => exactCapsuleMass(r, L)), 1e-12, "hopper-v5");
+  assertAllClose(kg("walker2d"), walkerOrder.map((k) => legacyCapsule(...walkerCaps[k]).m), 1e-12, "walker");
   assertAllClose(
-    walker,
-    [0, 1, 2, 3, 1, 2, 3].map((k) => legacyCapsule(...walkerCaps[k]).m),
+    kg("walker2d-v5"),
+    walkerOrder.map((k) => exactCapsuleMass(...walkerCaps[k])),
     1e-12,
-    "walker",
+    "walker-v5",
   );
+  // HalfCheetah: capsules r 0.046 (torso 1.0 + head 0.3 in one body), rescaled together to 14 kg.
+  const cheetah = [[1.0, 0.3], [0.29], [0.3], [0.188], [0.266], [0.212], [0.14]];
+  const rules = [
+    ["halfcheetah", (L: number) => legacyCapsule(0.046, L).m],
+    ["halfcheetah-v5", (L: number) => exactCapsuleMass(0.046, L)],
+  ] as const;
+  for (const [env, mass] of rules) {
+    const raw = cheetah.map((lengths) => lengths.reduce((s, L) => s + mass(L), 0));
+    const total = raw.reduce((s, m) => s + m, 0);
+    assertAllClose(kg(env), raw.map((m) => (m * 14) / total), 1e-12, env);
+  }
 });
 
-Deno.test("bad model files fail at load with one line: rejected by MuJoCo 3, or masses off mujoco-py's", async () => {
+Deno.test("bad model files fail at load with one line: rejected by MuJoCo 3, or masses off the recorded ones", async () => {
   const xml = await readModelXml("hopper");
   // Gym's own files use global coordinates, which MuJoCo 3 refuses.
   const globalCoordinates = xml.replace(
