@@ -102,7 +102,23 @@ export interface EnvSpec {
   readonly refMinScore: number;
   /** D4RL expert reference return (normalized score 100); 100 for v5 (see `refMinScore`). */
   readonly refMaxScore: number;
+  /**
+   * The body masses (kg) of the engine the environment's data came from, world excluded, by body
+   * name in model order. v3: mujoco-py's `body_mass`, Gym's geometry at density 1000 with the capsule
+   * rule of MuJoCo <= 2.1.0 (a cylinder of length L + r; see the XML headers). v5: MuJoCo >= 2.1.1's
+   * exact capsules. A compiled model whose masses differ by more than {@link MASS_TOLERANCE} is
+   * refused at load.
+   */
+  readonly bodyMasses: readonly (readonly [body: string, mass: number])[];
 }
+
+/** Largest difference (kg) allowed between a compiled body mass and its recorded mujoco-py mass. */
+export const MASS_TOLERANCE = 1e-6;
+
+/** Legacy capsule masses shared by Hopper and Walker2d (r, L from Gym's XML: 1000·π·r²·(L + r)). */
+const TORSO_MASS = 3.5342917352885177; // r 0.05, L 0.4
+const THIGH_MASS = 3.926990816987242; // r 0.05, L 0.45
+const LEG_MASS = 2.7143360527015816; // r 0.04, L 0.5
 
 /** Hopper-v3 (gym/envs/mujoco/hopper_v3.py): 4 × 2 ms RK4 steps, 3 motors. */
 const HOPPER: EnvSpec = {
@@ -132,6 +148,12 @@ const HOPPER: EnvSpec = {
   qvelNoise: "uniform",
   refMinScore: -20.272305,
   refMaxScore: 3234.3,
+  bodyMasses: [
+    ["torso", TORSO_MASS],
+    ["thigh", THIGH_MASS],
+    ["leg", LEG_MASS],
+    ["foot", 5.0893800988154645], // r 0.06, L 0.39
+  ],
 };
 
 /** HalfCheetah-v3 (gym/envs/mujoco/half_cheetah_v3.py): 5 × 10 ms Euler steps, 6 motors, never terminates. */
@@ -162,6 +184,17 @@ const HALFCHEETAH: EnvSpec = {
   qvelNoise: "normal",
   refMinScore: -280.178953,
   refMaxScore: 12135.0,
+  // Capsules r 0.046 of lengths torso 1.0 + head 0.3, bthigh .29, bshin .3, bfoot .188, fthigh
+  // .266, fshin .212, ffoot .14, rescaled together to Gym's settotalmass 14 kg.
+  bodyMasses: [
+    ["torso", 6.360313315926893],
+    ["bthigh", 1.5352480417754566],
+    ["bshin", 1.5809399477806787],
+    ["bfoot", 1.0691906005221932],
+    ["fthigh", 1.4255874673629243],
+    ["fshin", 1.178851174934726],
+    ["ffoot", 0.8498694516971279],
+  ],
 };
 
 /** Walker2d-v3 (gym/envs/mujoco/walker2d_v3.py): 4 × 2 ms RK4 steps, 6 motors. */
@@ -192,6 +225,15 @@ const WALKER2D: EnvSpec = {
   qvelNoise: "uniform",
   refMinScore: 1.629008,
   refMaxScore: 4592.3,
+  bodyMasses: [
+    ["torso", TORSO_MASS],
+    ["thigh", THIGH_MASS],
+    ["leg", LEG_MASS],
+    ["foot", 2.940530723760046], // r 0.06, L 0.2
+    ["thigh_left", THIGH_MASS],
+    ["leg_left", LEG_MASS],
+    ["foot_left", 2.940530723760046],
+  ],
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -232,8 +274,18 @@ const WALKER2D: EnvSpec = {
 //   (`ref_min_score`, `ref_max_score` in metadata.json), which the load stage passes to every
 //   evaluation. Without them a v5 score is the raw return.
 
-/** v5 over a v3 spec: the model file, the healthy-reward rule and the (absent) D4RL reference. */
-function v5(base: EnvSpec, name: V5EnvName, gymId: string, xmlFile: string): EnvSpec {
+/**
+ * v5 over a v3 spec: the model file, the healthy-reward rule, the (absent) D4RL reference and the body
+ * masses, which are MuJoCo >= 2.1.1's exact capsules here (cylinder plus a full sphere,
+ * 1000·π·(r²·L + 4/3·r³)) in the order and with the names of the v3 bodies.
+ */
+function v5(
+  base: EnvSpec,
+  name: V5EnvName,
+  gymId: string,
+  xmlFile: string,
+  masses: readonly number[],
+): EnvSpec {
   return {
     ...base,
     name,
@@ -242,15 +294,37 @@ function v5(base: EnvSpec, name: V5EnvName, gymId: string, xmlFile: string): Env
     healthyRewardOnlyWhenHealthy: base.healthyReward !== 0,
     refMinScore: 0,
     refMaxScore: 100,
+    bodyMasses: base.bodyMasses.map(([body], k) => [body, masses[k]] as const),
   };
 }
 
+/** Exact capsule masses shared by Hopper-v5 and Walker2d-v5 (torso, thigh, leg; r, L as in v3). */
+const V5_TORSO_THIGH_LEG = [3.6651914291880927, 4.057890510886817, 2.7813566959781633];
+/** Walker2d-v5's foot (r 0.06, L 0.2). */
+const V5_WALKER_FOOT = 3.1667253948185112;
+
 /** Hopper-v5 (gymnasium/envs/mujoco/hopper_v5.py): v3 with exact capsule inertia and the healthy-reward fix. */
-const HOPPER_V5 = v5(HOPPER, "hopper-v5", "Hopper-v5", "./models/hopper_v5.xml");
-/** HalfCheetah-v5 (half_cheetah_v5.py): v3 with exact capsule inertia. */
-const HALFCHEETAH_V5 = v5(HALFCHEETAH, "halfcheetah-v5", "HalfCheetah-v5", "./models/half_cheetah_v5.xml");
+const HOPPER_V5 = v5(HOPPER, "hopper-v5", "Hopper-v5", "./models/hopper_v5.xml", [
+  ...V5_TORSO_THIGH_LEG,
+  5.31557476987393, // foot: r 0.06, L 0.39
+]);
+/** HalfCheetah-v5 (half_cheetah_v5.py): v3 with exact capsule inertia (rescaled to 14 kg together). */
+const HALFCHEETAH_V5 = v5(HALFCHEETAH, "halfcheetah-v5", "HalfCheetah-v5", "./models/half_cheetah_v5.xml", [
+  6.25020920502092,
+  1.5435146443514645,
+  1.5874476987447697,
+  1.095397489539749,
+  1.4380753138075315,
+  1.2008368200836819,
+  0.8845188284518829,
+]);
 /** Walker2d-v5 (walker2d_v5.py): v3 with exact capsule inertia, right-foot friction 1.9, the healthy-reward fix. */
-const WALKER2D_V5 = v5(WALKER2D, "walker2d-v5", "Walker2d-v5", "./models/walker2d_v5.xml");
+const WALKER2D_V5 = v5(WALKER2D, "walker2d-v5", "Walker2d-v5", "./models/walker2d_v5.xml", [
+  ...V5_TORSO_THIGH_LEG,
+  V5_WALKER_FOOT,
+  ...V5_TORSO_THIGH_LEG.slice(1),
+  V5_WALKER_FOOT,
+]);
 
 /** Spec of every environment, by name. */
 export const ENV_SPECS: Readonly<Record<EnvName, EnvSpec>> = {
@@ -295,12 +369,12 @@ export function isHealthy(spec: EnvSpec, qpos: ArrayLike<number>, qvel: ArrayLik
   return true;
 }
 
-/** Gym v3 `_get_obs`: obs = [qpos[1:], clip(qvel, ±qvelClip)], rounded to float32, written at `offset`. */
+/** Gym v3 `_get_obs`: obs = [qpos[1:], clip(qvel, ±qvelClip)], written into `out` at `offset` (rounded when float32). */
 export function writeObservation(
   spec: EnvSpec,
   qpos: ArrayLike<number>,
   qvel: ArrayLike<number>,
-  out: Float32Array,
+  out: Float32Array | Float64Array,
   offset: number,
 ): void {
   let k = offset;

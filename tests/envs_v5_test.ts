@@ -25,9 +25,28 @@ const exactCapsuleMass = (r: number, L: number) => 1000 * (Math.PI * r * r * L +
 Deno.test("v5 specs are v3's but for the model, the healthy-reward rule and the reference; ids map both ways", () => {
   for (const v5 of V5_ENV_NAMES) {
     const spec = ENV_SPECS[v5], v3 = ENV_SPECS[envBody(v5)];
-    const { name, gymId, xmlFile, healthyRewardOnlyWhenHealthy, refMinScore, refMaxScore, ...rest } = spec;
-    const { name: _n, gymId: _g, xmlFile: _x, refMinScore: _a, refMaxScore: _b, ...restV3 } = v3;
+    const {
+      name,
+      gymId,
+      xmlFile,
+      healthyRewardOnlyWhenHealthy,
+      refMinScore,
+      refMaxScore,
+      bodyMasses,
+      ...rest
+    } = spec;
+    const {
+      name: _n,
+      gymId: _g,
+      xmlFile: _x,
+      refMinScore: _a,
+      refMaxScore: _b,
+      bodyMasses: v3Masses,
+      ...restV3
+    } = v3;
     assert.deepEqual(rest, restV3, v5);
+    // The same bodies; their masses differ (exact capsules, checked in envs_test.ts).
+    assert.deepEqual(bodyMasses.map(([body]) => body), v3Masses.map(([body]) => body), v5);
     assert.equal(name, v5);
     assert.equal(gymId, v3.gymId.replace("-v3", "-v5"));
     assert.match(xmlFile, /_v5\.xml$/);
