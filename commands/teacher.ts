@@ -28,7 +28,8 @@ import {
   teacherStage,
 } from "../stages/teacher.ts";
 import { checkTeacherFitsDataset } from "../stages/teacher/model.ts";
-import { readTorchCheckpoint, teacherFromCorl } from "../stages/teacher/torch_import.ts";
+import { readTorchCheckpoint } from "../stages/teacher/torch_checkpoint.ts";
+import { teacherFromCorl } from "../stages/teacher/corl_import.ts";
 import { BACKEND_ENV, initBackend, requestedBackend } from "../numerics/backend.ts";
 import { helpText, parseCommandLine } from "../core/cli.ts";
 import { applyOverrides } from "../study/config.ts";

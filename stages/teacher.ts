@@ -5,7 +5,7 @@
  * - `td3bc` (default, fast): TD3+BC, Fujimoto and Gu 2021 — see `teacher/td3bc.ts`.
  * - `calql` (the papers' teacher): Cal-QL, Nakamoto et al. 2023, CORL's defaults — `teacher/calql.ts`.
  * - Teachers trained elsewhere come in through `deno task teacher import` (CORL checkpoints,
- *   `teacher/torch_import.ts`).
+ *   `teacher/torch_checkpoint.ts`, `teacher/corl_import.ts`).
  *
  * The loop, top to bottom: upload the normalized data; make fresh networks from the seed, or load
  * the checkpoint in the stage's work directory; for each step t draw the minibatch and noise from
