@@ -1,5 +1,5 @@
 /**
- * Turning the authors' CORL Cal-QL checkpoints (read by {@link readTorchCheckpoint}) into teachers.
+ * Turning the authors' CORL Cal-QL checkpoints (read by `readTorchCheckpoint`) into teachers.
  * @module
  */
 
@@ -7,7 +7,7 @@ import { fail } from "../../core/errors.ts";
 import { fromTorchLinear, type MlpWeights } from "../../numerics/mlp.ts";
 import type { EnvName } from "../../envs/locomotion.ts";
 import { CORL_GAUSSIAN_HEAD, TEACHER_FORMAT, TEACHER_FORMAT_VERSION, type TeacherArtifact } from "./model.ts";
-import { readTorchCheckpoint, type TorchCheckpoint, TorchTensor } from "./torch_checkpoint.ts";
+import { type TorchCheckpoint, TorchTensor } from "./torch_checkpoint.ts";
 
 /** What the importer knows besides the checkpoint. */
 export interface CorlImportOptions {
@@ -81,8 +81,8 @@ function readSequential(
     }
     if (sizes.length === 0) sizes.push(inp);
     sizes.push(out);
-    weights.push(fromTorchLinear(ckpt.values(w), out, inp));
-    biases.push(ckpt.values(b));
+    weights.push(fromTorchLinear(finiteValues(ckpt, w, `${where}.${prefix}.${k}.weight`), out, inp));
+    biases.push(finiteValues(ckpt, b, `${where}.${prefix}.${k}.bias`));
   }
   const odd = indices.find((i) => i % 2 === 1);
   if (odd !== undefined) {
@@ -118,7 +118,24 @@ function scalarAt(ckpt: TorchCheckpoint, dict: Map<unknown, unknown>, where: str
   }
   if (!(t instanceof TorchTensor)) fail("input", `${where}.${key} is not a tensor`);
   if (t.numel !== 1) fail("input", `${where}.${key} has shape ${shapeText(t.shape)}, expected a scalar []`);
-  return ckpt.values(t)[0];
+  return finiteValues(ckpt, t, `${where}.${key}`)[0];
+}
+
+/** The tensor's values, refused (naming `where` and the first bad entry) if any is NaN or infinite. */
+function finiteValues(ckpt: TorchCheckpoint, t: TorchTensor, where: string): Float32Array {
+  const v = ckpt.values(t);
+  const bad = v.findIndex((x) => !Number.isFinite(x));
+  if (bad >= 0) {
+    const count = v.reduce((n, x) => n + (Number.isFinite(x) ? 0 : 1), 0);
+    fail(
+      "input",
+      `${where} holds ${count} non-finite value(s) (the first, ${
+        v[bad]
+      }, at flat index ${bad} of ${v.length})`,
+      "the checkpoint's training diverged or the file is damaged; import a finite checkpoint",
+    );
+  }
+  return v;
 }
 
 /**
@@ -191,15 +208,4 @@ export function teacherFromCorl(ckpt: TorchCheckpoint, options: CorlImportOption
     training: { steps: typeof totalIt === "number" ? totalIt : 0, seconds: 0 },
     evaluation: null,
   };
-}
-
-/** Reads `file` and converts it with {@link teacherFromCorl}. */
-export async function importCorlCheckpoint(
-  file: string,
-  options: Omit<CorlImportOptions, "file">,
-): Promise<TeacherArtifact> {
-  const bytes = await Deno.readFile(file).catch((e) =>
-    fail("input", `cannot read ${file} (${(e as Error).message.split("\n")[0]})`)
-  );
-  return teacherFromCorl(await readTorchCheckpoint(bytes, file), { ...options, file });
 }

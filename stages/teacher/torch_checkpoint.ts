@@ -15,8 +15,8 @@
  */
 
 import { fail } from "../../core/errors.ts";
-import { readZipDirectory, readZipEntry } from "./zip.ts";
-import { type PyGlobal, unpickle } from "./pickle.ts";
+import { readZipDirectory, readZipEntry, type ZipEntry } from "./zip.ts";
+import { PyGlobal, unpickle } from "./pickle.ts";
 
 /** A tensor storage referenced by a persistent id; its bytes live in `data/<key>`. */
 export interface StorageRef {
@@ -91,7 +91,26 @@ function half(h: number): number {
   return s * (1 + f / 1024) * 2 ** (e - 15);
 }
 
-/** Reads a `torch.save` zip archive (`file` is used in messages). */
+/**
+ * How many bytes reading a checkpoint of `fileBytes` bytes may allocate, inflated entries and the
+ * float32 values of any one tensor each: 16 times the file plus 64 MiB. A checkpoint as torch.save
+ * writes it (stored entries) allocates about its own size; a re-zipped one (deflated float weights
+ * compress little) not much more; a zip bomb or a stride-0 view of a huge shape far more.
+ */
+export function checkpointMemoryLimit(fileBytes: number): number {
+  return 16 * fileBytes + 64 * 2 ** 20;
+}
+
+function mib(n: number): string {
+  return `${(n / 2 ** 20).toFixed(1)} MiB`;
+}
+
+/**
+ * Reads a `torch.save` zip archive (`file` is used in messages). Memory is bounded by
+ * {@link checkpointMemoryLimit}: inflated entries are refused by their declared sizes before they
+ * are inflated, and every tensor is checked against its storage's length (offset, shape and strides)
+ * and against the limit when it is unpickled, before anything is allocated for it.
+ */
 export async function readTorchCheckpoint(bytes: Uint8Array, file: string): Promise<TorchCheckpoint> {
   if (bytes.length >= 2 && bytes[0] === 0x80 && bytes[1] <= 5) {
     fail(
@@ -101,6 +120,23 @@ export async function readTorchCheckpoint(bytes: Uint8Array, file: string): Prom
     );
   }
   const entries = readZipDirectory(bytes, file);
+  const limit = checkpointMemoryLimit(bytes.length);
+  let inflated = 0;
+  const read = (entry: ZipEntry): Promise<Uint8Array> => {
+    if (entry.method !== 0) {
+      inflated += entry.size;
+      if (inflated > limit) {
+        fail(
+          "input",
+          `${file}: ${entry.name} declares ${mib(entry.size)} inflated (${
+            mib(inflated)
+          } in all so far), more than the ${mib(limit)} allowed for a ${mib(bytes.length)} checkpoint`,
+          "a checkpoint whose entries inflate to many times its size is refused; re-save it with torch.save",
+        );
+      }
+    }
+    return readZipEntry(bytes, entry, file);
+  };
   const pkl = [...entries.keys()].find((n) => n === "data.pkl" || /^[^/]+\/data\.pkl$/.test(n));
   if (!pkl) {
     fail(
@@ -111,18 +147,38 @@ export async function readTorchCheckpoint(bytes: Uint8Array, file: string): Prom
   }
   const prefix = pkl.slice(0, pkl.length - "data.pkl".length);
   const byteorder = entries.get(`${prefix}byteorder`);
-  if (byteorder && new TextDecoder().decode(await readZipEntry(bytes, byteorder, file)).trim() !== "little") {
+  if (byteorder && new TextDecoder().decode(await read(byteorder)).trim() !== "little") {
     fail("input", `${file} stores big-endian tensors`, "re-save it on a little-endian machine");
   }
   const storageKeys = new Set<string>();
-  const root = unpickle(await readZipEntry(bytes, entries.get(pkl)!, file), {
+  const root = unpickle(await read(entries.get(pkl)!), {
     persistentLoad(pid) {
       if (!Array.isArray(pid) || pid[0] !== "storage") {
         fail("input", `${file}: unknown persistent id ${JSON.stringify(pid)}`);
       }
       const [, type, key, , numel] = pid as [string, PyGlobal, string, string, number];
-      const dtype = STORAGE_DTYPES[type.name];
-      if (!dtype) fail("input", `${file}: storage type ${type.qualified} is not supported`);
+      const dtype = type instanceof PyGlobal ? STORAGE_DTYPES[type.name] : undefined;
+      if (!dtype) {
+        fail("input", `${file}: storage type ${String((type as PyGlobal)?.qualified)} is not supported`);
+      }
+      const name = `${prefix}data/${key}`;
+      const entry = entries.get(name);
+      if (!entry) {
+        fail(
+          "input",
+          `${file}: tensor storage ${name} is missing from the archive`,
+          "the checkpoint is incomplete",
+        );
+      }
+      if (!Number.isSafeInteger(numel) || numel < 0 || entry.size < numel * DTYPE_BYTES[dtype]) {
+        fail(
+          "input",
+          `${file}: ${name} holds ${entry.size} bytes, fewer than its declared ${numel} ${dtype} values (${
+            numel * DTYPE_BYTES[dtype]
+          } bytes)`,
+          "the checkpoint is damaged or crafted; re-save it with torch.save",
+        );
+      }
       storageKeys.add(String(key));
       return { key: String(key), dtype, numel } satisfies StorageRef;
     },
@@ -131,6 +187,7 @@ export async function readTorchCheckpoint(bytes: Uint8Array, file: string): Prom
         case "torch._utils._rebuild_tensor_v2":
         case "torch._utils._rebuild_tensor": {
           const [storage, offset, shape, stride] = args as [StorageRef, number, number[], number[]];
+          checkView(storage, offset, shape, stride, `${prefix}data/${storage?.key}`);
           return new TorchTensor(storage, offset, shape, stride);
         }
         case "torch._utils._rebuild_parameter":
@@ -143,6 +200,58 @@ export async function readTorchCheckpoint(bytes: Uint8Array, file: string): Prom
       }
     },
   });
+  /**
+   * A view of `storage` must stay inside it (its highest element `offset + Σ (shape_d − 1)·stride_d`
+   * below the storage's length) and its values must fit the memory limit, before anything is
+   * allocated for it.
+   */
+  function checkView(
+    storage: StorageRef,
+    offset: unknown,
+    shape: unknown,
+    stride: unknown,
+    name: string,
+  ): void {
+    const bad = (why: string): never =>
+      fail(
+        "input",
+        `${file}: a tensor on ${name} ${why}`,
+        "the checkpoint is damaged or crafted; re-save it with torch.save",
+      );
+    if (typeof storage !== "object" || storage === null || !("numel" in storage)) bad("has no storage");
+    const isIndex = (x: unknown): x is number => Number.isSafeInteger(x) && (x as number) >= 0;
+    if (!isIndex(offset)) bad(`has offset ${String(offset)}`);
+    if (!Array.isArray(shape) || !shape.every(isIndex)) bad(`has shape ${JSON.stringify(shape)}`);
+    if (!Array.isArray(stride) || stride.length !== (shape as number[]).length || !stride.every(isIndex)) {
+      bad(`has strides ${JSON.stringify(stride)} for shape ${JSON.stringify(shape)}`);
+    }
+    return checkExtent(storage, offset as number, shape as number[], stride as number[], bad);
+  }
+  function checkExtent(
+    storage: StorageRef,
+    offset: number,
+    shape: number[],
+    stride: number[],
+    bad: (why: string) => never,
+  ): void {
+    const numel = shape.reduce((a, b) => a * b, 1);
+    if (numel === 0) return;
+    const last = shape.reduce((at, n, d) => at + (n - 1) * stride[d], offset);
+    if (last >= storage.numel) {
+      bad(
+        `(offset ${offset}, shape [${shape.join(", ")}], strides [${
+          stride.join(", ")
+        }]) reads element ${last}, past the storage's ${storage.numel} ${storage.dtype} values`,
+      );
+    }
+    if (4 * numel > limit) {
+      bad(
+        `of shape [${shape.join(", ")}] (strides [${stride.join(", ")}]) has ${numel} values (${
+          mib(4 * numel)
+        } as float32), more than the ${mib(limit)} allowed for a ${mib(bytes.length)} checkpoint`,
+      );
+    }
+  }
   // Every storage the object graph references, read now (stored in place, or inflated) and
   // checked against its CRC-32, so that `values` is synchronous and a damaged archive fails early.
   const storages = new Map<string, Uint8Array>();
@@ -155,7 +264,7 @@ export async function readTorchCheckpoint(bytes: Uint8Array, file: string): Prom
         "the checkpoint is incomplete",
       );
     }
-    storages.set(key, await readZipEntry(bytes, entry, file));
+    storages.set(key, await read(entry));
   }
   return {
     root,

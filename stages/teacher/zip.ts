@@ -3,7 +3,7 @@
  * @module
  */
 
-import { fail } from "../../core/errors.ts";
+import { fail, PipelineFailure } from "../../core/errors.ts";
 
 /** One file of a zip archive. */
 export interface ZipEntry {
@@ -99,18 +99,67 @@ export function readZipDirectory(bytes: Uint8Array, what = "the file"): Map<stri
   return entries;
 }
 
-/** The bytes of one entry (stored, or deflated), checked against its CRC-32. */
+/** Deflate's largest possible expansion (a run of one byte): about 1032 output bytes per input byte. */
+const DEFLATE_MAX_RATIO = 1032;
+
+/**
+ * The bytes of one entry (stored, or deflated), checked against its CRC-32. A deflated entry is
+ * inflated into a buffer of its declared size and no further: an entry that declares more than
+ * deflate can expand its compressed bytes to, or inflates past what it declares, is refused before
+ * or as soon as it does, so a crafted archive cannot make the reader allocate more than the
+ * declared sizes (callers bound those, see `readTorchCheckpoint`).
+ */
 export async function readZipEntry(
   bytes: Uint8Array,
   entry: ZipEntry,
   what = "the archive",
 ): Promise<Uint8Array> {
   const raw = bytes.subarray(entry.dataOffset, entry.dataOffset + entry.compressedSize);
+  const refuse = (why: string): never =>
+    fail(
+      "input",
+      `${what}: ${entry.name} ${why}`,
+      "the checkpoint is damaged or crafted; re-save it with torch.save",
+    );
   let data: Uint8Array;
-  if (entry.method === 0) data = raw;
-  else if (entry.method === 8) {
-    const stream = new Blob([raw.slice()]).stream().pipeThrough(new DecompressionStream("deflate-raw"));
-    data = new Uint8Array(await new Response(stream).arrayBuffer());
+  if (entry.method === 0) {
+    if (entry.size !== entry.compressedSize) {
+      refuse(`is stored uncompressed in ${entry.compressedSize} bytes but declares ${entry.size}`);
+    }
+    data = raw;
+  } else if (entry.method === 8) {
+    if (entry.size > DEFLATE_MAX_RATIO * entry.compressedSize + 64) {
+      refuse(
+        `declares ${entry.size} bytes inflated from ${entry.compressedSize}, more than deflate can expand to`,
+      );
+    }
+    data = new Uint8Array(entry.size);
+    let filled = 0;
+    // Compressed bytes go in 4 KiB at a time (at most about 4 MiB out each) and the output is taken
+    // as it comes, so an entry that inflates past its declared size is stopped there.
+    const inflater = new DecompressionStream("deflate-raw");
+    const writer = inflater.writable.getWriter();
+    const reader = inflater.readable.getReader();
+    const feeding = (async () => {
+      for (let at = 0; at < raw.length; at += 4096) await writer.write(raw.slice(at, at + 4096));
+      await writer.close();
+    })();
+    feeding.catch(() => {}); // its failure shows on the reading side
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (filled + value.length > entry.size) refuse(`inflates past its declared ${entry.size} bytes`);
+        data.set(value, filled);
+        filled += value.length;
+      }
+    } catch (e) {
+      await reader.cancel().catch(() => {});
+      await writer.abort().catch(() => {});
+      if (e instanceof PipelineFailure) throw e;
+      refuse(`is not valid deflate data (${(e as Error).message.split("\n")[0]})`);
+    }
+    if (filled !== entry.size) refuse(`inflates to ${filled} bytes, not its declared ${entry.size}`);
   } else {
     return fail(
       "input",
@@ -118,7 +167,7 @@ export async function readZipEntry(
       "only stored and deflated entries are supported",
     );
   }
-  if (data.length !== entry.size || crc32(data) !== entry.crc32) {
+  if (crc32(data) !== entry.crc32) {
     fail(
       "checksum",
       `${what}: ${entry.name} fails its CRC-32 check`,
