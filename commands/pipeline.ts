@@ -29,7 +29,7 @@ import {
 } from "../study/obd.ts";
 import { table1Path, writeStudyReport } from "../report/report.ts";
 import { createRuntime } from "../core/runtime.ts";
-import { exitWithError, isError, openRun } from "./common.ts";
+import { checkedOutput, exitWithError, isError, openRun, runCommand } from "./common.ts";
 
 const OPTIONS = {
   method: {
@@ -139,7 +139,7 @@ async function main(args: string[]): Promise<void> {
   if (isError(backend)) exitWithError(backend);
 
   const dataset = parsed.positionals[0] ?? "embedded";
-  const cacheRoot = (v["cache-dir"] as string | undefined) ?? "data/cache";
+  const cacheRoot = checkedOutput((v["cache-dir"] as string | undefined) ?? "data/cache", "--cache-dir");
   const run = openRun(`pipeline-${dataset.split("/").pop()}`, v["run-dir"] as string | undefined);
   console.error(
     `pipeline: dataset ${dataset}, methods ${methods.join(",")}, preset ${presetName}, seeds ${
@@ -246,4 +246,4 @@ async function main(args: string[]): Promise<void> {
   console.log(JSON.stringify(summary));
 }
 
-if (import.meta.main) await main(Deno.args);
+if (import.meta.main) await runCommand(main);

@@ -36,7 +36,7 @@ import { applyOverrides } from "../study/config.ts";
 import { fail, type PipelineError, pipelineError, toPipelineError } from "../core/errors.ts";
 import type { ProgressFactory } from "../core/progress.ts";
 import { type Artifact, createRuntime, runStage, type Runtime } from "../core/runtime.ts";
-import { exitWithError, isError, openRun } from "./common.ts";
+import { checkedOutput, exitWithError, isError, openRun, runCommand } from "./common.ts";
 
 const OPTIONS = {
   algorithm: { type: "string", help: "train: td3bc (default) or calql" },
@@ -113,6 +113,7 @@ async function train(values: Values, positionals: string[]): Promise<void> {
   config = applyOverrides(config, (values.set as string[] | undefined) ?? []);
   if (isError(config)) exitWithError(config);
   const out = values.out as string | undefined;
+  if (out) checkedOutput(out, "--out");
   if (out && await Deno.stat(out).then(() => true, () => false)) {
     exitWithError(
       pipelineError(
@@ -217,6 +218,7 @@ async function importCommand(values: Values, positionals: string[]): Promise<voi
   if (env !== undefined && !ENV_NAMES.includes(env as EnvName)) {
     exitWithError(pipelineError("config", `--env ${env}: choose one of ${ENV_NAMES.join(", ")}`));
   }
+  checkedOutput(out, "--out");
   if (await Deno.stat(out).then(() => true, () => false)) {
     exitWithError(
       pipelineError(
@@ -350,4 +352,4 @@ async function main(args: string[]): Promise<void> {
   }
 }
 
-if (import.meta.main) await main(Deno.args);
+if (import.meta.main) await runCommand(main);
