@@ -178,6 +178,8 @@ async function main(args: string[]): Promise<void> {
     exitWithError(result.left);
   }
   const study = result.right;
+  const timeouts = study.dataset.manifest.metrics.timeouts;
+  if (timeouts !== undefined) console.error(`load: ${dataset}: timeouts ${timeouts}`);
   let written: string[] = [];
   if (until === "summarize") {
     try {

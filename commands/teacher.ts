@@ -112,6 +112,12 @@ async function train(values: Values, positionals: string[]): Promise<void> {
   };
   config = applyOverrides(config, (values.set as string[] | undefined) ?? []);
   if (isError(config)) exitWithError(config);
+  // Every setting is checked (with its valid range) before the dataset loads or a run directory opens.
+  try {
+    teacherStage.validate?.(config);
+  } catch (e) {
+    exitWithError(toPipelineError(e));
+  }
   const out = values.out as string | undefined;
   if (out) checkedOutput(out, "--out");
   if (out && await Deno.stat(out).then(() => true, () => false)) {
