@@ -305,6 +305,19 @@ async function act(values: Values, positionals: string[]): Promise<void> {
     const qs = Array.from(q.dataSync());
     tf.dispose([s, a, q]);
     teacher.dispose();
+    // JSON would print a NaN or an infinity as null: refuse instead of handing out non-actions.
+    const bad = actions.findIndex((row, i) =>
+      row.some((x) => !Number.isFinite(x)) || !Number.isFinite(qs[i])
+    );
+    if (bad >= 0) {
+      fail(
+        "numeric",
+        `the teacher in ${dir} gives a non-finite action or q-value for state ${bad} (actions ${
+          JSON.stringify(actions[bad].map(String))
+        }, q ${qs[bad]})`,
+        "its weights hold NaN or Inf, or the state is far outside the data: retrain or re-import the teacher",
+      );
+    }
     console.log(JSON.stringify({ actions, q: qs }));
   } catch (e) {
     exitWithError(toPipelineError(e, "teacher act"));

@@ -10,7 +10,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { crc32 } from "../stages/teacher/zip.ts";
-import { REPO_ROOT, taskFlags } from "./helpers.ts";
+import { readTorchCheckpoint } from "../stages/teacher/torch_checkpoint.ts";
+import { teacherFromCorl } from "../stages/teacher/corl_import.ts";
+import { saveTeacherDir } from "../stages/teacher/model.ts";
+import { REPO_ROOT, runUnderTask, taskFlags } from "./helpers.ts";
 
 const DIR = `data/.test-ckpt-${crypto.randomUUID().slice(0, 8)}`;
 await Deno.mkdir(join(REPO_ROOT, DIR), { recursive: true });
@@ -294,4 +297,29 @@ Deno.test("NaN or Inf weights are refused at import, naming the key", async () =
     const r = await importUnderLimit(name, await archive(pkl, { "0": storage }));
     assertRefused(r, [/actor\.base_network\.0\.weight holds \d+ non-finite value/, new RegExp(String(bad))]);
   }
+});
+
+Deno.test("`teacher act` refuses a saved teacher whose weights hold NaN instead of printing null actions", async () => {
+  const { pkl, storage } = corl(floats(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8));
+  const file = `${DIR}/act.pt`;
+  await Deno.writeFile(join(REPO_ROOT, file), await archive(pkl, { "0": storage }));
+  const artifact = teacherFromCorl(
+    await readTorchCheckpoint(await Deno.readFile(join(REPO_ROOT, file)), file),
+    {
+      file,
+      env: null,
+    },
+  );
+  artifact.actor.net.weights[0][0] = NaN; // as a diverged run would leave it
+  await saveTeacherDir(join(REPO_ROOT, DIR, "nan-teacher"), artifact);
+  await Deno.writeTextFile(join(REPO_ROOT, DIR, "states.json"), JSON.stringify([[0.5, -0.5, 1]]));
+  const r = await runUnderTask("teacher", "commands/teacher.ts", [
+    "act",
+    `${DIR}/nan-teacher`,
+    "--states",
+    `${DIR}/states.json`,
+  ]);
+  assert.equal(r.code, 1, r.stdout + r.stderr);
+  assert.equal(r.stdout, "");
+  assert.match(r.stderr, /^error\[numeric\]: .*non-finite action or q-value for state 0/);
 });
