@@ -55,15 +55,21 @@ function inside(path: string, dir: string): boolean {
 /**
  * Refuses (a `config` error naming `option`, the path and where it leads) an output path whose real
  * location this process may not write: outside what its task grants (`data/` for the deno tasks),
- * whether through a symbolic link or `..`. A granted `data/` that is itself a link (to a larger disk)
- * keeps working: a path inside the real `data/` is accepted.
+ * whether through a symbolic link or `..`. The grant is judged where it really is too: the real path
+ * must lie in the real location of the outermost granted ancestor of the path as written, so a
+ * granted `data/` (or cluster scratch directory) that is itself a link keeps working, while a link
+ * inside it that leads elsewhere does not.
  */
 export function checkOutputPath(path: string, option: string): void {
   const real = realOutputPath(path);
   if (granted(real)) return;
-  if (granted("data")) {
-    const data = realOutputPath("data");
-    if (inside(real, data)) return;
+  const written = resolve(path);
+  const parts = written.split("/").filter(Boolean);
+  for (let k = 0; k <= parts.length; k++) {
+    const ancestor = "/" + parts.slice(0, k).join("/");
+    if (!granted(ancestor)) continue;
+    if (inside(real, realOutputPath(ancestor))) return;
+    break;
   }
   const via = resolve(path) === real ? ` (${real})` : ` (through a symbolic link it leads to ${real})`;
   fail(

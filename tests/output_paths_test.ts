@@ -113,3 +113,38 @@ Deno.test("a full disk under the run directory ends the pipeline in one line", a
   const r = { code: out.code, stderr: new TextDecoder().decode(out.stderr).trim() };
   assertOneLine(r, 1, /^error\[io\]: .*disk full/);
 });
+
+Deno.test("a granted directory that is itself a link (a larger disk) keeps working; a link inside it out does not", async () => {
+  const disk = await Deno.makeTempDir({ prefix: "obd-disk-" });
+  try {
+    await Deno.mkdir(join(disk, "real"));
+    await symlink(join(disk, "real"), join(disk, "granted")); // the grant names the link
+    await symlink(OUTSIDE, join(disk, "real", "escape"));
+    const script = join(REPO_ROOT, DIR, "check.ts");
+    await Deno.writeTextFile(
+      script,
+      `import { checkOutputPath } from "${join(REPO_ROOT, "core/paths.ts")}";
+for (const p of Deno.args) {
+  try { checkOutputPath(p, "--cache-dir"); console.log("ok"); } catch (e) { console.log(e.error.message); }
+}`,
+    );
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        `--allow-read=${REPO_ROOT},${disk}`,
+        `--allow-write=${join(disk, "granted")}`,
+        script,
+        join(disk, "granted", "cache"),
+        join(disk, "granted", "escape", "cache"),
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
+    assert.equal(lines[0], "ok", new TextDecoder().decode(out.stderr));
+    assert.match(lines[1], /--cache-dir .*escape\/cache is outside .*through a symbolic link/);
+  } finally {
+    await Deno.remove(disk, { recursive: true });
+  }
+  await outsideIsEmpty();
+});
