@@ -13,10 +13,13 @@ import { type TorchCheckpoint, TorchTensor } from "./torch_checkpoint.ts";
 export interface CorlImportOptions {
   /** Shown in messages and stored as the artifact's source. */
   readonly file: string;
+  /** The environment, when known. */
   readonly env: EnvName | null;
   /** The dataset's statistics (the networks were trained on normalized states); else identity. */
   readonly stateMean?: Float32Array;
+  /** See `stateMean`. */
   readonly stateStd?: Float32Array;
+  /** The action bound (default 1). */
   readonly maxAction?: number;
 }
 

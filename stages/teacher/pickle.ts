@@ -9,6 +9,7 @@ import { fail } from "../../core/errors.ts";
 
 /** A Python global (`module.name`) referenced by a pickle: a class or a function, never called. */
 export class PyGlobal {
+  /** The global `module.name`. */
   constructor(readonly module: string, readonly name: string) {}
   /** `module.name`. */
   get qualified(): string {
@@ -18,6 +19,7 @@ export class PyGlobal {
 
 /** An instance of a Python class this unpickler does not model: its class, arguments and state. */
 export class PyObject {
+  /** An instance of `cls` built from `args`, with the state BUILD gave it. */
   constructor(readonly cls: PyGlobal, readonly args: readonly unknown[], public state: unknown = undefined) {}
 }
 

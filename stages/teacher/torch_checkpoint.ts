@@ -20,8 +20,11 @@ import { PyGlobal, unpickle } from "./pickle.ts";
 
 /** A tensor storage referenced by a persistent id; its bytes live in `data/<key>`. */
 export interface StorageRef {
+  /** Its entry name under `data/`. */
   readonly key: string;
+  /** Element type. */
   readonly dtype: TorchDtype;
+  /** Number of elements, as declared. */
   readonly numel: number;
 }
 
@@ -65,6 +68,7 @@ const DTYPE_BYTES: Readonly<Record<TorchDtype, number>> = {
 
 /** A tensor as pickled: a strided view of a storage. */
 export class TorchTensor {
+  /** A view of `storage` from `offset` with `shape` and `stride` (in elements). */
   constructor(
     readonly storage: StorageRef,
     readonly offset: number,
@@ -79,6 +83,7 @@ export class TorchTensor {
 }
 /** A loaded checkpoint: the object graph, with tensors resolvable to numbers. */
 export interface TorchCheckpoint {
+  /** The unpickled object graph (Maps for dicts, TorchTensors for tensors). */
   readonly root: unknown;
   /** The tensor's values as float32, row-major (any dtype and strides). */
   values(t: TorchTensor): Float32Array;

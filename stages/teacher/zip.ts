@@ -7,11 +7,17 @@ import { fail, PipelineFailure } from "../../core/errors.ts";
 
 /** One file of a zip archive. */
 export interface ZipEntry {
+  /** Its path inside the archive. */
   readonly name: string;
+  /** Compression method: 0 stored, 8 deflated. */
   readonly method: number;
+  /** CRC-32 of the uncompressed bytes. */
   readonly crc32: number;
+  /** Bytes in the archive. */
   readonly compressedSize: number;
+  /** Bytes once inflated, as declared. */
   readonly size: number;
+  /** Where its data starts in the archive. */
   readonly dataOffset: number;
 }
 
