@@ -21,6 +21,7 @@
  */
 
 import { join } from "node:path";
+import { interruptFlag } from "./interrupt.ts";
 
 /** Timing of lock waits and heartbeats. */
 export interface LockOptions {
@@ -291,13 +292,14 @@ async function breakLock(path: string, seen: SeenLock): Promise<boolean> {
 /**
  * The heartbeat runs in a worker thread so that a busy main thread cannot make its lock look dead.
  * The worker also listens for SIGINT and SIGTERM while the lock is held: it removes the lock file at
- * once (if it is still this one), gives the signal back its default action (a second Ctrl-C stops
- * the process there and then) and tells the main thread, which exits as soon as it is free. A
+ * once (if it is still this one), says so on stderr, gives the signal back its default action (a
+ * second Ctrl-C stops the process there and then) and tells the main thread: through
+ * `core/interrupt.ts`, which its loops check on every step, and by a message, for when it is idle. A
  * listener on the main thread could not run while a numeric loop keeps it busy.
  */
 const HEARTBEAT_SOURCE = `
 self.onmessage = (event) => {
-  const { path, everyMs, token } = event.data;
+  const { path, everyMs, token, what, flag } = event.data;
   const beat = () => { try { const now = new Date(); Deno.utimeSync(path, now, now); } catch { /* released or broken */ } };
   setInterval(beat, everyMs);
   const handlers = {};
@@ -307,6 +309,8 @@ self.onmessage = (event) => {
     try {
       if (JSON.parse(Deno.readTextFileSync(path)).token === token) { Deno.removeSync(path); released = true; }
     } catch { /* already gone or broken */ }
+    console.error(\`\${what}: \${signal}: \${released ? "released" : "no longer held"} lock \${path}; stopping (\${signal === "SIGINT" ? "Ctrl-C" : signal} again stops at once)\`);
+    Atomics.store(flag, 0, signal === "SIGINT" ? 130 : 143); // seen by the main thread's loops
     self.postMessage({ signal, released });
   };
   for (const s of ["SIGINT", "SIGTERM"]) {
@@ -327,17 +331,21 @@ async function held(
 ): Promise<HeldLock> {
   heartbeatUrl ??= URL.createObjectURL(new Blob([HEARTBEAT_SOURCE], { type: "application/javascript" }));
   const worker = new Worker(heartbeatUrl, { type: "module" });
-  worker.postMessage({ path, everyMs: options.heartbeatMs, token: holder.token });
+  worker.postMessage({
+    path,
+    everyMs: options.heartbeatMs,
+    token: holder.token,
+    what: holder.what,
+    flag: interruptFlag,
+  });
   let released = false;
   let ready: () => void = () => {};
   const listening = new Promise<void>((resolve) => (ready = resolve));
-  worker.onmessage = (event: MessageEvent<{ ready?: true; signal: string; released: boolean }>) => {
+  worker.onmessage = (event: MessageEvent<{ ready?: true; signal: string }>) => {
     if (event.data.ready) return ready();
-    released = true;
-    const { signal, released: removed } = event.data;
-    report(`${holder.what}: ${signal}: ${removed ? "released" : "no longer held"} lock ${path}; stopping`);
+    released = true; // the worker removed the file and said so
     file.close();
-    Deno.exit(signal === "SIGINT" ? 130 : 143);
+    Deno.exit(event.data.signal === "SIGINT" ? 130 : 143);
   };
   await listening; // the signals are the worker's before the caller starts computing
   return {

@@ -2,7 +2,7 @@
  * Cache locks under the `pipeline` task's own permissions: the holder's host is known (not
  * "unknown"), so a holder killed with -9 is seen gone at once by the next process (not after the
  * two-minute heartbeat limit); SIGINT and SIGTERM remove the lock file and stop the process, at
- * once when it is idle and as soon as it is free when its main thread is busy.
+ * once, also while its main thread is busy in a loop that reports progress.
  * @module
  */
 
@@ -21,14 +21,16 @@ globalThis.addEventListener("unload", () => {
 /** Takes the lock at argv[0], prints "held", then idles, or keeps its main thread busy for argv[1] ms. */
 const HOLDER = `
 import { acquireLock, thisHost } from "../../core/lock.ts";
+import { consoleProgress } from "../../core/progress.ts";
 const [path, busyMs] = Deno.args;
 console.log(JSON.stringify({ host: thisHost() }));
 await acquireLock(path, "test-entry", (line) => console.error(line));
 console.log("held");
 if (busyMs) {
+  // A numeric loop that reports progress now and then, and never returns to the event loop.
+  const progress = consoleProgress({ write: () => {} })("busy", 1e9);
   const t = Date.now();
-  while (Date.now() - t < Number(busyMs)) { /* a numeric loop */ }
-  await new Promise((r) => setTimeout(r, 50));
+  for (let i = 0; Date.now() - t < Number(busyMs); i++) if (i % 1000 === 0) progress.update(i);
   console.log("went on after the signal");
 }
 await new Promise((r) => setTimeout(r, 60_000));
@@ -128,9 +130,9 @@ Deno.test("SIGINT and SIGTERM release the lock file and stop an idle holder (130
   }
 });
 
-Deno.test("SIGINT while the main thread is busy removes the lock at once and stops when it is free", async () => {
+Deno.test("SIGINT while the main thread is busy in a loop removes the lock and stops the loop at once", async () => {
   const lock = `${DIR}/busy.lock`;
-  const h = await startHolder(lock, 3000);
+  const h = await startHolder(lock, 20_000);
   assert.ok(await h.until(/^held$/, 10_000));
   await new Promise((r) => setTimeout(r, 300));
   h.child.kill("SIGINT");
@@ -138,6 +140,12 @@ Deno.test("SIGINT while the main thread is busy removes the lock at once and sto
   while (await exists(lock) && performance.now() - sent < 2000) await new Promise((r) => setTimeout(r, 25));
   assert.ok(!(await exists(lock)), "the lock file outlived the signal by 2 s");
   const status = await h.child.status;
+  const seconds = (performance.now() - sent) / 1000;
   assert.equal(status.code, 130, h.err.join("\n"));
+  assert.ok(seconds < 5, `the busy loop went on for ${seconds.toFixed(1)} s after the signal`);
   assert.ok(!h.out.includes("went on after the signal"), h.out.join("\n"));
+  assert.ok(
+    h.err.some((l) => /^test-entry: SIGINT: released lock .*busy\.lock; stopping/.test(l)),
+    h.err.join("\n"),
+  );
 });
