@@ -20,7 +20,7 @@ import { writeD4rlFile } from "../datasets/hdf5.ts";
 import { helpText, parseCommandLine } from "../core/cli.ts";
 import { pipelineError, toPipelineError } from "../core/errors.ts";
 import { TOOL_VERSION } from "../core/version.ts";
-import { exitWithError, isError, openRun } from "./common.ts";
+import { checkedOutput, exitWithError, isError, openRun, runCommand } from "./common.ts";
 
 const OPTIONS = {
   out: { type: "string", help: "output HDF5 file (under data/; required)" },
@@ -88,6 +88,7 @@ async function main(args: string[]): Promise<void> {
       ),
     );
   }
+  checkedOutput(out, "--out");
   if (await Deno.stat(out).then(() => true, () => false)) {
     exitWithError(
       pipelineError(
@@ -185,4 +186,4 @@ async function main(args: string[]): Promise<void> {
   }
 }
 
-if (import.meta.main) await main(Deno.args);
+if (import.meta.main) await runCommand(main);

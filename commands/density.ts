@@ -21,7 +21,7 @@ import { BACKEND_ENV, initBackend, requestedBackend } from "../numerics/backend.
 import { helpText, parseCommandLine } from "../core/cli.ts";
 import { type PipelineError, pipelineError, toPipelineError } from "../core/errors.ts";
 import { TOOL_VERSION } from "../core/version.ts";
-import { exitWithError, isError, openRun } from "./common.ts";
+import { checkedOutput, exitWithError, isError, openRun, runCommand } from "./common.ts";
 
 const d = DEFAULT_DENSITY_CONFIG;
 const OPTIONS = {
@@ -150,6 +150,7 @@ async function main(args: string[]): Promise<void> {
       ),
     );
   }
+  checkedOutput(out, "--out");
   if (await Deno.stat(out).then(() => true, () => false)) {
     exitWithError(
       pipelineError(
@@ -242,4 +243,4 @@ async function main(args: string[]): Promise<void> {
   }
 }
 
-if (import.meta.main) await main(Deno.args);
+if (import.meta.main) await runCommand(main);

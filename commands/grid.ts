@@ -34,7 +34,7 @@ import { consoleProgress } from "../core/progress.ts";
 import { locateTeacherSource } from "../stages/teacher.ts";
 import { table1Path, writeStudyReport } from "../report/report.ts";
 import { createRuntime } from "../core/runtime.ts";
-import { exitWithError, isError, openRun } from "./common.ts";
+import { exitWithError, isError, openRun, runCommand } from "./common.ts";
 
 const USAGE =
   "deno task grid --datasets a,b --methods dbc,avpbc [--seeds 0,1,2] [options]  |  deno task grid --resubmit-failed <run dir>";
@@ -311,4 +311,4 @@ async function summarizeGrid(
   }
 }
 
-if (import.meta.main) await main(Deno.args);
+if (import.meta.main) await runCommand(main);

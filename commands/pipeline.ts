@@ -30,7 +30,7 @@ import {
 import { table1Path, writeStudyReport } from "../report/report.ts";
 import { writeStudySynsets } from "../report/synsets.ts";
 import { createRuntime } from "../core/runtime.ts";
-import { exitWithError, isError, openRun } from "./common.ts";
+import { checkedOutput, exitWithError, isError, openRun, runCommand } from "./common.ts";
 
 const OPTIONS = {
   method: {
@@ -154,7 +154,7 @@ async function main(args: string[]): Promise<void> {
   if (isError(backend)) exitWithError(backend);
 
   const dataset = parsed.positionals[0] ?? "embedded";
-  const cacheRoot = (v["cache-dir"] as string | undefined) ?? "data/cache";
+  const cacheRoot = checkedOutput((v["cache-dir"] as string | undefined) ?? "data/cache", "--cache-dir");
   const run = openRun(`pipeline-${dataset.split("/").pop()}`, v["run-dir"] as string | undefined);
   console.error(
     `pipeline: dataset ${dataset}, methods ${methods.join(",")}, preset ${presetName}, seeds ${
@@ -193,6 +193,8 @@ async function main(args: string[]): Promise<void> {
     exitWithError(result.left);
   }
   const study = result.right;
+  const timeouts = study.dataset.manifest.metrics.timeouts;
+  if (timeouts !== undefined) console.error(`load: ${dataset}: timeouts ${timeouts}`);
   let synsets: string[] = [];
   try {
     synsets = await writeStudySynsets(run.dir, study, config);
@@ -272,4 +274,4 @@ async function main(args: string[]): Promise<void> {
   console.log(JSON.stringify(summary));
 }
 
-if (import.meta.main) await main(Deno.args);
+if (import.meta.main) await runCommand(main);

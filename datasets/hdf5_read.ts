@@ -316,7 +316,21 @@ export function readDataset(
   const bytes = readDatasetBytes(h5, file, path, key, meta.size * meta.total_size);
   if (dtype === "float32") return { data: new Float32Array(bytes.buffer, 0, meta.total_size), shape, dtype };
   if (dtype === "float64") {
-    return { data: Float32Array.from(new Float64Array(bytes.buffer, 0, meta.total_size)), shape, dtype };
+    const wide = new Float64Array(bytes.buffer, 0, meta.total_size);
+    const data = Float32Array.from(wide);
+    // A finite float64 beyond float32's range would read as ±Infinity: name it for what it is.
+    const over = data.findIndex((v, i) => !Number.isFinite(v) && Number.isFinite(wide[i]));
+    if (over >= 0) {
+      const width = shape.length > 1 ? shape.slice(1).reduce((a, b) => a * b, 1) : 1;
+      fail(
+        "numeric",
+        `${path}: '${key}' holds ${wide[over]} at row ${Math.floor(over / width)}${
+          shape.length > 1 ? `, dim ${over % width}` : ""
+        } (float64), which overflows float32 (largest ≈ 3.4e38)`,
+        "the toolkit computes in float32: rescale the data, or fix the run that produced it",
+      );
+    }
+    return { data, shape, dtype };
   }
   return { data: bytes, shape, dtype }; // 1-byte integers and h5py's bool enum: the bytes are the values
 }

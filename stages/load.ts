@@ -125,14 +125,7 @@ export async function locateDataset(
     return await locateMinariDir(name, name, "a local directory", note);
   }
   if (/\.(hdf5|h5)$/i.test(name)) {
-    const exists = await Deno.stat(name).then((s) => s.isFile, () => false);
-    if (!exists) {
-      fail(
-        "input",
-        `dataset file ${name} does not exist`,
-        "give a path to an HDF5 file in D4RL layout, a Minari dataset directory, minari:<id>, or a D4RL alias",
-      );
-    }
+    await checkDatasetFile(name);
     const sha256 = await verifyFile({ url: "(local file)", path: name });
     return { name, file: name, sha256 };
   }
@@ -230,6 +223,30 @@ async function locateMinariDir(
     origin,
     minari: { metadataFile: files.metadata, metadataSha256 },
   };
+}
+
+/**
+ * Refuses a dataset path that is not a readable file, saying which: missing, outside what this task
+ * may read (Deno's permission), or a directory.
+ */
+async function checkDatasetFile(name: string): Promise<void> {
+  const hint = "give a path to an HDF5 file in D4RL layout, or a D4RL alias";
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(name);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
+      fail(
+        "input",
+        `dataset file ${name} is outside what this task may read`,
+        "copy or link it under the repository (e.g. data/), or run the module with --allow-read for it",
+      );
+    }
+    return fail("input", `dataset file ${name} does not exist`, hint);
+  }
+  if (!info.isFile) {
+    fail("input", `dataset file ${name} is ${info.isDirectory ? "a directory" : "not a regular file"}`, hint);
+  }
 }
 
 /** Config of the load stage. */
@@ -375,6 +392,9 @@ export const loadStage: Stage<Record<string, never>, LoadConfig, OfflineDataset>
     const stats = observationStats(view.observations, view.obsDim);
     const episodes = episodeReturns(data);
     const meanReturn = episodes.returns.reduce((a, b) => a + b, 0) / Math.max(1, episodes.returns.length);
+    if (data.timeoutsAbsent) {
+      ctx.metric("timeouts", "absent (a D4RL v0/v1 file): read as none, episodes end only at terminals");
+    }
     ctx.metric("transitions", view.n);
     ctx.metric("episodes", episodes.returns.length);
     ctx.metric("meanEpisodeReturn", meanReturn);

@@ -4,7 +4,7 @@
  *
  * - `td3bc` (default, fast): TD3+BC, Fujimoto and Gu 2021 — see `teacher/td3bc.ts`.
  * - `calql` (the papers' teacher): Cal-QL, Nakamoto et al. 2023, CORL's defaults — `teacher/calql.ts`.
- * - Teachers trained elsewhere: a CORL / the authors' `.pt` checkpoint (`teacher/torch_import.ts`) or
+ * - Teachers trained elsewhere: a CORL / the authors' `.pt` checkpoint (`teacher/torch_checkpoint.ts`, `teacher/corl_import.ts`) or
  *   a saved teacher directory become the stage's output through a {@link TeacherImportConfig}, keyed
  *   by the file's sha256 (a directory's: its checksum manifest's), so a different file recomputes
  *   what is downstream and nothing upstream.
@@ -48,7 +48,8 @@ import {
   teacherFromArtifact,
   verifyTeacherDir,
 } from "./teacher/model.ts";
-import { readTorchCheckpoint, teacherFromCorl } from "./teacher/torch_import.ts";
+import { readTorchCheckpoint } from "./teacher/torch_checkpoint.ts";
+import { teacherFromCorl } from "./teacher/corl_import.ts";
 import {
   initTd3bcWeights,
   targetNoise,
