@@ -121,13 +121,14 @@ export async function locateDataset(
     return { name, file: EMBEDDED_DATASET.file, sha256, env: EMBEDDED_DATASET.env };
   }
   if (name.startsWith(MINARI_PREFIX)) return await locateMinariById(name, env, note);
-  if (await Deno.stat(name).then((s) => s.isDirectory, () => false)) {
-    return await locateMinariDir(name, name, "a local directory", note);
-  }
+  // A name ending in .hdf5 is a file even when it is a directory by mistake: say so, not "no metadata".
   if (/\.(hdf5|h5)$/i.test(name)) {
     await checkDatasetFile(name);
     const sha256 = await verifyFile({ url: "(local file)", path: name });
     return { name, file: name, sha256 };
+  }
+  if (await Deno.stat(name).then((s) => s.isDirectory, () => false)) {
+    return await locateMinariDir(name, name, "a local directory", note);
   }
   const info = resolveD4rlAlias(name);
   const d4rlDir = options.d4rlDir ?? D4RL_DIR;
