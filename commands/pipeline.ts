@@ -10,7 +10,7 @@
 import { d4rlAliases } from "../datasets/d4rl.ts";
 import { requestedMetaGradientThreads } from "../stages/distill/metagradient_pool.ts";
 import { meanScore } from "../stages/scores.ts";
-import { datasetMeanScore } from "../stages/load.ts";
+import { datasetMeanScore, scoreScale } from "../stages/load.ts";
 import { BACKEND_ENV, initBackend, requestedBackend } from "../numerics/backend.ts";
 import { helpText, parseCommandLine } from "../core/cli.ts";
 import { pipelineError, toPipelineError } from "../core/errors.ts";
@@ -28,8 +28,9 @@ import {
   withSeed,
 } from "../study/obd.ts";
 import { table1Path, writeStudyReport } from "../report/report.ts";
+import { writeStudySynsets } from "../report/synsets.ts";
 import { createRuntime } from "../core/runtime.ts";
-import { exitWithError, isError, openRun } from "./common.ts";
+import { checkedOutput, exitWithError, isError, openRun, runCommand } from "./common.ts";
 
 const OPTIONS = {
   method: {
@@ -50,6 +51,11 @@ const OPTIONS = {
     help: "several distillation seeds, comma-separated, e.g. 0,1,2 (the same as --set seeds=0,1,2)",
   },
   set: { type: "string", multiple: true, help: "override one setting, e.g. --set distill.outerSteps=500" },
+  teacher: {
+    type: "string",
+    help:
+      "where the teacher comes from: train, auto (the quick preset's default: the embedded dataset's shipped teacher when present, else train), a CORL / authors' .pt checkpoint, or a saved teacher directory (the same as --set teacher.source=…)",
+  },
   until: { type: "string", help: `stop after this stage: ${UNTIL_STAGES.join(", ")} (default summarize)` },
   force: {
     type: "string",
@@ -80,12 +86,21 @@ async function main(args: string[]): Promise<void> {
   const parsed = parseCommandLine(args, OPTIONS, 1);
   if (isError(parsed)) exitWithError(parsed);
   if (parsed.values.help) {
-    console.log(helpText(USAGE, OPTIONS) + `\ndatasets: embedded, ${d4rlAliases().join(", ")}, or a path\n`);
+    console.log(
+      helpText(USAGE, OPTIONS) +
+        `\ndatasets: embedded, ${
+          d4rlAliases().join(", ")
+        }, minari:<id> (e.g. minari:mujoco/hopper/medium-v0), a Minari dataset directory, or a D4RL-layout .hdf5 file\n`,
+    );
     return;
   }
   const v = parsed.values;
   const presetName = (v.preset as string | undefined) ?? "quick";
-  let config = presetConfig(presetName, (v.set as string[] | undefined) ?? []);
+  const teacherSource = v.teacher as string | undefined;
+  let config = presetConfig(presetName, [
+    ...((v.set as string[] | undefined) ?? []),
+    ...(teacherSource !== undefined ? [`teacher.source=${teacherSource}`] : []),
+  ]);
   if (isError(config)) exitWithError(config);
   if (v.seed !== undefined && v.seeds !== undefined) {
     exitWithError(pipelineError("config", "--seed and --seeds both given", "give one of them"));
@@ -139,7 +154,7 @@ async function main(args: string[]): Promise<void> {
   if (isError(backend)) exitWithError(backend);
 
   const dataset = parsed.positionals[0] ?? "embedded";
-  const cacheRoot = (v["cache-dir"] as string | undefined) ?? "data/cache";
+  const cacheRoot = checkedOutput((v["cache-dir"] as string | undefined) ?? "data/cache", "--cache-dir");
   const run = openRun(`pipeline-${dataset.split("/").pop()}`, v["run-dir"] as string | undefined);
   console.error(
     `pipeline: dataset ${dataset}, methods ${methods.join(",")}, preset ${presetName}, seeds ${
@@ -178,6 +193,16 @@ async function main(args: string[]): Promise<void> {
     exitWithError(result.left);
   }
   const study = result.right;
+  const timeouts = study.dataset.manifest.metrics.timeouts;
+  if (timeouts !== undefined) console.error(`load: ${dataset}: timeouts ${timeouts}`);
+  let synsets: string[] = [];
+  try {
+    synsets = await writeStudySynsets(run.dir, study, config);
+  } catch (e) {
+    run.metrics.close();
+    exitWithError({ ...toPipelineError(e), stage: "synsets" });
+  }
+  if (synsets.length) console.error(`  synthetic sets: ${synsets.join(", ")}`);
   let written: string[] = [];
   if (until === "summarize") {
     try {
@@ -202,10 +227,12 @@ async function main(args: string[]): Promise<void> {
     transitions: d.n,
     seeds: config.seeds,
     datasetMeanNormalizedReturn: round(datasetMeanScore(d)),
+    scores: scoreScale(d),
     teacher: teacher
       ? {
         algorithm: teacher.algorithm,
         source: teacher.source,
+        file: study.teacherFile ?? null,
         steps: teacher.training.steps,
         normalizedReturn: round(teacher.evaluation?.meanNormalizedScore),
       }
@@ -238,6 +265,7 @@ async function main(args: string[]): Promise<void> {
         }
         : {}),
     })),
+    synsets,
     stagesComputed: Object.fromEntries(rt.executions),
     report: written.find((f) => f.endsWith("/report.md")) ?? null,
   };
@@ -246,4 +274,4 @@ async function main(args: string[]): Promise<void> {
   console.log(JSON.stringify(summary));
 }
 
-if (import.meta.main) await main(Deno.args);
+if (import.meta.main) await runCommand(main);

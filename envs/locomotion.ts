@@ -3,7 +3,8 @@
  * Gym v3 environments (Hopper-v3, HalfCheetah-v3, Walker2d-v3) that the D4RL v2 datasets were
  * collected with: same observations, rewards, termination, reset noise and 1000-step horizon.
  *
- * Models are in `./models/*.xml` (Gym's XML rewritten for MuJoCo 3, see the comments there).
+ * Models are in `./models/*.xml` (Gym's XML rewritten for MuJoCo 3, see the comments there); the
+ * specs (sizes, rewards, termination, observation layout) are in `./specs.ts`, which needs no MuJoCo.
  *
  * Two classes share one implementation (`Sim`, one MjData each):
  * - {@link LocomotionEnv}: one environment, Gym-like `reset` / `step`.
@@ -17,211 +18,15 @@
 
 import loadMujocoFactory, { type MainModule, type MjData, type MjModel } from "@mujoco/mujoco";
 import { Rng } from "../numerics/random.ts";
-
-// ---------------------------------------------------------------------------------------------
-// Specs
-// ---------------------------------------------------------------------------------------------
-
-/** The three D4RL locomotion environments. */
-export type EnvName = "hopper" | "halfcheetah" | "walker2d";
-
-/** Every {@link EnvName}, in a fixed order. */
-export const ENV_NAMES: readonly EnvName[] = ["hopper", "halfcheetah", "walker2d"];
-
-/** Static description of one environment: sizes, timing, reward/termination constants, D4RL scores. */
-export interface EnvSpec {
-  /** Short name of the environment. */
-  readonly name: EnvName;
-  /** The Gym id whose semantics are reproduced. */
-  readonly gymId: string;
-  /** Model file, relative to this module. */
-  readonly xmlFile: string;
-  /** Generalized coordinates / velocities / actuators of the model. */
-  readonly nq: number;
-  /** Number of generalized velocities (qvel length). */
-  readonly nv: number;
-  /** obs = [qpos[1:], qvel] so obsDim = nq - 1 + nv. */
-  readonly obsDim: number;
-  /** Number of actuators, the action dimension. */
-  readonly actDim: number;
-  /** MuJoCo steps per environment step. */
-  readonly frameSkip: number;
-  /** MuJoCo timestep (s). */
-  readonly timestep: number;
-  /** Environment step duration frameSkip · timestep (s), Gym's `dt`. */
-  readonly dt: number;
-  /** TimeLimit: `truncated` is raised once this many steps have elapsed since reset. */
-  readonly horizon: number;
-  /** Every action dimension is bounded by [actionLow, actionHigh] (the actuators' ctrlrange). */
-  readonly actionLow: number;
-  /** Upper bound of every action dimension. */
-  readonly actionHigh: number;
-  /** Weight of the forward (x) velocity in the reward. */
-  readonly forwardRewardWeight: number;
-  /** Weight of the control cost, the squared norm of the action. */
-  readonly ctrlCostWeight: number;
-  /** Paid on every step, including the terminating one (Gym: terminate_when_unhealthy=True). */
-  readonly healthyReward: number;
-  /** Whether the episode terminates when unhealthy (false: never terminates). */
-  readonly terminateWhenUnhealthy: boolean;
-  /** Healthy iff zRange[0] < qpos[1] < zRange[1] (strict, as in Gym). */
-  readonly healthyZRange: readonly [number, number];
-  /** Healthy iff angleRange[0] < qpos[2] < angleRange[1]. */
-  readonly healthyAngleRange: readonly [number, number];
-  /** Hopper only: healthy iff every entry of (qpos[2:], qvel) is strictly inside this range. */
-  readonly healthyStateRange: readonly [number, number] | null;
-  /** Observed velocities are clipped to ±this (Infinity: no clipping). */
-  readonly qvelClip: number;
-  /** Reset noise: qpos += U(-s, s); qvel += U(-s, s) or s·N(0, 1) (see `qvelNoise`). */
-  readonly resetNoiseScale: number;
-  /** Distribution of the qvel reset noise. */
-  readonly qvelNoise: "uniform" | "normal";
-  /** D4RL reference returns (random, expert) behind the normalized score. */
-  readonly refMinScore: number;
-  /** D4RL expert reference return (normalized score 100). */
-  readonly refMaxScore: number;
-}
-
-/** Hopper-v3 (gym/envs/mujoco/hopper_v3.py): 4 × 2 ms RK4 steps, 3 motors. */
-const HOPPER: EnvSpec = {
-  name: "hopper",
-  gymId: "Hopper-v3",
-  xmlFile: "./models/hopper.xml",
-  nq: 6,
-  nv: 6,
-  obsDim: 11,
-  actDim: 3,
-  frameSkip: 4,
-  timestep: 0.002,
-  dt: 0.002 * 4,
-  horizon: 1000,
-  actionLow: -1,
-  actionHigh: 1,
-  forwardRewardWeight: 1,
-  ctrlCostWeight: 1e-3,
-  healthyReward: 1,
-  terminateWhenUnhealthy: true,
-  healthyZRange: [0.7, Infinity],
-  healthyAngleRange: [-0.2, 0.2],
-  healthyStateRange: [-100, 100],
-  qvelClip: 10,
-  resetNoiseScale: 5e-3,
-  qvelNoise: "uniform",
-  refMinScore: -20.272305,
-  refMaxScore: 3234.3,
-};
-
-/** HalfCheetah-v3 (gym/envs/mujoco/half_cheetah_v3.py): 5 × 10 ms Euler steps, 6 motors, never terminates. */
-const HALFCHEETAH: EnvSpec = {
-  name: "halfcheetah",
-  gymId: "HalfCheetah-v3",
-  xmlFile: "./models/half_cheetah.xml",
-  nq: 9,
-  nv: 9,
-  obsDim: 17,
-  actDim: 6,
-  frameSkip: 5,
-  timestep: 0.01,
-  dt: 0.01 * 5,
-  horizon: 1000,
-  actionLow: -1,
-  actionHigh: 1,
-  forwardRewardWeight: 1,
-  ctrlCostWeight: 0.1,
-  healthyReward: 0,
-  terminateWhenUnhealthy: false,
-  healthyZRange: [-Infinity, Infinity],
-  healthyAngleRange: [-Infinity, Infinity],
-  healthyStateRange: null,
-  qvelClip: Infinity,
-  resetNoiseScale: 0.1,
-  qvelNoise: "normal",
-  refMinScore: -280.178953,
-  refMaxScore: 12135.0,
-};
-
-/** Walker2d-v3 (gym/envs/mujoco/walker2d_v3.py): 4 × 2 ms RK4 steps, 6 motors. */
-const WALKER2D: EnvSpec = {
-  name: "walker2d",
-  gymId: "Walker2d-v3",
-  xmlFile: "./models/walker2d.xml",
-  nq: 9,
-  nv: 9,
-  obsDim: 17,
-  actDim: 6,
-  frameSkip: 4,
-  timestep: 0.002,
-  dt: 0.002 * 4,
-  horizon: 1000,
-  actionLow: -1,
-  actionHigh: 1,
-  forwardRewardWeight: 1,
-  ctrlCostWeight: 1e-3,
-  healthyReward: 1,
-  terminateWhenUnhealthy: true,
-  healthyZRange: [0.8, 2.0],
-  healthyAngleRange: [-1, 1],
-  healthyStateRange: null,
-  qvelClip: 10,
-  resetNoiseScale: 5e-3,
-  qvelNoise: "uniform",
-  refMinScore: 1.629008,
-  refMaxScore: 4592.3,
-};
-
-/** Spec of every environment, by name. */
-export const ENV_SPECS: Readonly<Record<EnvName, EnvSpec>> = {
-  hopper: HOPPER,
-  halfcheetah: HALFCHEETAH,
-  walker2d: WALKER2D,
-};
-
-/**
- * D4RL normalized score in percent: 100 · (return − random) / (expert − random)
- * (D4RL's `get_normalized_score` times 100, as reported in papers).
- */
-export function normalizedScore(env: EnvName, episodeReturn: number): number {
-  const { refMinScore, refMaxScore } = ENV_SPECS[env];
-  return (100 * (episodeReturn - refMinScore)) / (refMaxScore - refMinScore);
-}
-
-// ---------------------------------------------------------------------------------------------
-// Gym v3 semantics, written out
-// ---------------------------------------------------------------------------------------------
-
-/**
- * Gym v3 `is_healthy`. Comparisons are strict and written so that NaN counts as unhealthy
- * (as NumPy's comparisons do). For Hopper, `state_vector()[2:]` is (qpos[2:], qvel) with the
- * raw, unclipped velocities.
- */
-export function isHealthy(spec: EnvSpec, qpos: ArrayLike<number>, qvel: ArrayLike<number>): boolean {
-  const z = qpos[1];
-  const angle = qpos[2];
-  const [zMin, zMax] = spec.healthyZRange;
-  const [angleMin, angleMax] = spec.healthyAngleRange;
-  if (!(zMin < z && z < zMax)) return false;
-  if (!(angleMin < angle && angle < angleMax)) return false;
-  if (spec.healthyStateRange !== null) {
-    const [lo, hi] = spec.healthyStateRange;
-    for (let i = 2; i < spec.nq; i++) if (!(lo < qpos[i] && qpos[i] < hi)) return false;
-    for (let i = 0; i < spec.nv; i++) if (!(lo < qvel[i] && qvel[i] < hi)) return false;
-  }
-  return true;
-}
-
-/** Gym v3 `_get_obs`: obs = [qpos[1:], clip(qvel, ±qvelClip)], rounded to float32. */
-function writeObservation(
-  spec: EnvSpec,
-  qpos: Float64Array,
-  qvel: Float64Array,
-  out: Float32Array,
-  offset: number,
-): void {
-  let k = offset;
-  for (let i = 1; i < spec.nq; i++) out[k++] = qpos[i];
-  const c = spec.qvelClip;
-  for (let i = 0; i < spec.nv; i++) out[k++] = Math.min(Math.max(qvel[i], -c), c);
-}
+import { fail } from "../core/errors.ts";
+import {
+  ENV_SPECS,
+  type EnvName,
+  type EnvSpec,
+  isHealthy,
+  MASS_TOLERANCE,
+  writeObservation,
+} from "./specs.ts";
 
 // ---------------------------------------------------------------------------------------------
 // MuJoCo loading
@@ -263,27 +68,52 @@ export function adaptContactMargins(model: MjModel, engineVersion: number, file:
   const colliding = [...margin.keys()].filter((g) => contype[g] !== 0 || conaffinity[g] !== 0);
   const values = new Set(colliding.map((g) => margin[g]));
   if (values.size > 1) {
-    throw new Error(
+    fail(
+      "input",
       `${file}: colliding geoms have different contact margins (${
         [...values].join(", ")
       }); MuJoCo >= 3.5 sums a ` +
-        "pair's margins where Gym's engines took the larger, which no per-geom value reproduces: give them one margin",
+        "pair's margins where Gym's engines took the larger, which no per-geom value reproduces",
+      "give every colliding geom one margin",
     );
   }
   for (const g of colliding) margin[g] /= 2;
 }
 
 /**
- * Compiles the model of `env` and checks it against its spec (sizes, timestep, ctrlrange), so a
- * wrong XML fails loudly instead of silently changing the dynamics. The caller owns the model
- * and must `.delete()` it.
+ * Compiles the model of `env` and checks it against its spec (sizes, timestep, ctrlrange, the
+ * recorded mujoco-py body masses), so a wrong XML fails loudly instead of silently changing the
+ * dynamics. The caller owns the model and must `.delete()` it.
  */
 export async function loadModel(env: EnvName): Promise<MjModel> {
+  return compileModel(env, await readModelXml(env));
+}
+
+/**
+ * Compiles `xml` as the model of `env` with the checks of {@link loadModel}; `file` names it in
+ * errors. A model MuJoCo rejects, or whose body masses differ from the spec's `bodyMasses` by more
+ * than {@link MASS_TOLERANCE}, fails with an "input" `PipelineFailure` (core/errors.ts) of one line.
+ */
+export async function compileModel(
+  env: EnvName,
+  xml: string,
+  file: string = repoPath(ENV_SPECS[env]),
+): Promise<MjModel> {
   const mujoco = await loadMujoco();
   const spec = ENV_SPECS[env];
-  const model = mujoco.MjModel.from_xml_string(await readModelXml(env));
+  let model: MjModel;
   try {
-    adaptContactMargins(model, mujoco.mj_version(), spec.xmlFile);
+    model = mujoco.MjModel.from_xml_string(xml);
+  } catch (err) {
+    fail(
+      "input",
+      `${file}: MuJoCo ${mujoco.mj_versionString()} rejects the model: ${loadingError(err)}`,
+      `restore ${repoPath(spec)} from the repository (the models must be MuJoCo 3 MJCF in local coordinates)`,
+    );
+  }
+  try {
+    adaptContactMargins(model, mujoco.mj_version(), file);
+    checkBodyMasses(mujoco, model, spec, file);
     const opt = model.opt; // a fresh wrapper per access: free it
     const timestep = opt.timestep;
     opt.delete();
@@ -299,13 +129,62 @@ export async function loadModel(env: EnvName): Promise<MjModel> {
       }
     }
     if (problems.length > 0) {
-      throw new Error(`${spec.xmlFile} does not match its spec: ${problems.join(", ")}`);
+      fail(
+        "input",
+        `${file} does not match its spec: ${problems.join(", ")}`,
+        `restore ${repoPath(spec)} from the repository`,
+      );
     }
     return model;
   } catch (err) {
     model.delete();
     throw err;
   }
+}
+
+/** The model file as a user sees it, relative to the repository (`envs/models/…`). */
+function repoPath(spec: EnvSpec): string {
+  return `envs/${spec.xmlFile.replace(/^\.\//, "")}`;
+}
+
+/** MuJoCo's loading error on one line: its "MuJoCo Error: Loading error:" prefixes and repeats dropped. */
+function loadingError(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  const lines = text.split("\n")
+    .map((l) => l.replace(/^(Error: )?(MuJoCo Error: )?(Loading error: )?/, "").trim())
+    .filter((l) => l !== "");
+  const unique = [...new Set(lines)];
+  return unique.length > 1 ? `${unique[0]} (${unique.slice(1).join("; ")})` : unique[0] ?? "unknown error";
+}
+
+/**
+ * The compiled body masses must be the recorded ones (the spec's `bodyMasses`, within MASS_TOLERANCE):
+ * the datasets were collected with them (v3: mujoco-py's capsule rule, which MuJoCo >= 2.1.1 no longer
+ * applies; v5: exact capsules).
+ */
+function checkBodyMasses(mujoco: MainModule, model: MjModel, spec: EnvSpec, file: string): void {
+  const mass = model.body_mass as Float64Array;
+  const recordedModel = `the recorded ${spec.gymId} model`;
+  const hint = `the masses follow the rule in the header of ${
+    repoPath(spec)
+  }; restore the file from the repository`;
+  if (model.nbody - 1 !== spec.bodyMasses.length) {
+    fail("input", `${file}: ${model.nbody - 1} bodies, ${recordedModel} has ${spec.bodyMasses.length}`, hint);
+  }
+  spec.bodyMasses.forEach(([body, recorded], k) => {
+    const name = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY.value, k + 1);
+    if (name !== body) {
+      fail("input", `${file}: body ${k + 1} is "${name}", ${recordedModel} has "${body}"`, hint);
+    }
+    if (!(Math.abs(mass[k + 1] - recorded) <= MASS_TOLERANCE)) {
+      const found = mass[k + 1];
+      fail(
+        "input",
+        `${file}: body "${body}" has mass ${found} kg, ${recordedModel} has ${recorded} kg (more than ${MASS_TOLERANCE} apart)`,
+        hint,
+      );
+    }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -433,8 +312,10 @@ class Sim {
 
     const xVelocity = (xAfter - xBefore) / spec.dt;
     const ctrlCost = spec.ctrlCostWeight * sumSquares;
-    this.reward = spec.forwardRewardWeight * xVelocity + spec.healthyReward - ctrlCost;
-    this.terminated = spec.terminateWhenUnhealthy && !isHealthy(spec, qpos, qvel);
+    const healthy = isHealthy(spec, qpos, qvel);
+    const survive = spec.healthyRewardOnlyWhenHealthy && !healthy ? 0 : spec.healthyReward;
+    this.reward = spec.forwardRewardWeight * xVelocity + survive - ctrlCost;
+    this.terminated = spec.terminateWhenUnhealthy && !healthy;
     this.elapsedSteps++;
     this.truncated = this.elapsedSteps >= spec.horizon;
 

@@ -16,7 +16,7 @@
 
 import { fail } from "../core/errors.ts";
 import { defineStage, type Stage, type StageContext } from "../core/stage.ts";
-import type { EnvName } from "../envs/locomotion.ts";
+import type { EnvName } from "../envs/specs.ts";
 import { Rng } from "../numerics/random.ts";
 import { mean } from "../numerics/statistics.ts";
 import type { DistilledSet } from "./distill.ts";
@@ -175,8 +175,11 @@ export function setEvaluationConfig(settings: EvaluateSettings, student: Student
 
 /** Inputs of the stage. */
 export interface EvaluateInputs {
-  /** The offline dataset the set was distilled from. */
-  readonly dataset: OfflineDataset;
+  /**
+   * The offline dataset the set was distilled from (only its environment, dimensions, identity and
+   * reference returns are read).
+   */
+  readonly dataset: Pick<OfflineDataset, "env" | "obsDim" | "actDim" | "file" | "sha256" | "n" | "reference">;
   /** The synthetic set to evaluate, with its snapshots. */
   readonly distilled: DistilledSet;
 }
@@ -298,7 +301,7 @@ export async function evaluate(
   }
   const protocol = studentProtocol(config.student, dataset.env);
   const seed = distilled.seed;
-  const tally = new RolloutTally();
+  const tally = new RolloutTally(dataset.reference);
   const { run } = config;
   const variantNames = [
     ...(run.architectures ? ARCHITECTURE_NAMES.map((a) => ({ arch: a, opt: "sgd" as const })) : []),

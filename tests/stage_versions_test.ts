@@ -91,7 +91,10 @@ Deno.test("comments and whitespace do not count as code; code does", () => {
     codeOf("f(a, b);"),
     "line breaks and trailing commas are formatting",
   );
-  assert.equal(codeOf("const f = (x: number) => {\n  return x;\n};"), codeOf("const f = (x: number) => { return x };"));
+  assert.equal(
+    codeOf("const f = (x: number) => {\n  return x;\n};"),
+    codeOf("const f = (x: number) => { return x };"),
+  );
   assert.notEqual(codeOf("const a = 1;"), codeOf("const a = 2;"));
 });
 

@@ -9,7 +9,8 @@ import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../numerics/backend.ts";
 import { activeBlas } from "../numerics/blas_kernels.ts";
-import { LocomotionEnv, normalizedScore } from "../envs/locomotion.ts";
+import { LocomotionEnv } from "../envs/locomotion.ts";
+import { normalizedScore } from "../envs/specs.ts";
 import { evaluatePolicy } from "../envs/rollout.ts";
 import type { PipelineError } from "../core/errors.ts";
 import { memoryMetricsLog } from "../core/metrics.ts";
@@ -809,15 +810,23 @@ Deno.test("the stage runs through the runtime: manifest metric, run log, artifac
   assert.equal(rt.executions.get("teacher"), 1);
   const cached = (second as { right: { value: TeacherArtifact; fromCache: boolean } }).right;
   assert.ok(cached.fromCache);
-  // Logging, evaluation and checkpoint cadence are not in the key (the CLI's curve-logging run serves
-  // the pipeline); a setting that changes the weights is.
-  const cadence = { ...SMALL_TD3, logEvery: 20, evalEvery: 20, checkpointEvery: 7 };
+  // Logging and checkpoint cadence are not in the key; a setting that changes the weights is, and so
+  // is evalEvery: the evaluation curve is part of the output (same weights, one more point).
+  const cadence = { ...SMALL_TD3, logEvery: 20, checkpointEvery: 7 };
   const third = await runStage(rt, teacherStage, cadence, { dataset: dataArtifact })();
   assert.ok((third as { right: { fromCache: boolean } }).right.fromCache);
   assert.equal(rt.executions.get("teacher"), 1);
   const fourth = await runStage(rt, teacherStage, { ...SMALL_TD3, steps: 41 }, { dataset: dataArtifact })();
   assert.equal((fourth as { right: { fromCache: boolean } }).right.fromCache, false);
   assert.equal(rt.executions.get("teacher"), 2);
+  const curved = await runStage(rt, teacherStage, { ...SMALL_TD3, evalEvery: 20 }, {
+    dataset: dataArtifact,
+  })();
+  assert.equal(rt.executions.get("teacher"), 3);
+  const withCurve = (curved as { right: { value: TeacherArtifact } }).right.value;
+  assert.deepEqual(withCurve.training.curve?.map((p) => p.step), [20, 40]);
+  assert.equal(withCurve.training.curve![1].normalizedScore, withCurve.evaluation!.meanNormalizedScore);
+  assert.deepEqual(Array.from(withCurve.actor.net.weights[1]), Array.from(t.actor.net.weights[1]));
   assert.deepEqual(Array.from(cached.value.actor.net.weights[1]), Array.from(t.actor.net.weights[1]));
   // As a Teacher: act = tanh(MLP)·m, q = critic 1, both on normalized states.
   const teacher = teacherFromArtifact(cached.value);
