@@ -23,6 +23,7 @@ import { evaluatePolicy } from "../envs/rollout.ts";
 import { fail } from "../core/errors.ts";
 import { sha256Hex } from "../core/hash.ts";
 import { defineStage, type Stage, type StageContext } from "../core/stage.ts";
+import { runResumable } from "../core/loop.ts";
 import { deriveSeed, Rng } from "../numerics/random.ts";
 import type { OfflineDataset } from "./load.ts";
 import {
@@ -122,11 +123,8 @@ export function defaultTeacherConfig(algorithm: TeacherAlgorithm = "td3bc"): Tea
     };
 }
 
-/** What a checkpoint in the work directory holds. */
+/** What a checkpoint in the work directory holds (under the loop's fingerprint: algorithm and sizes). */
 interface TeacherCheckpoint {
-  readonly algorithm: TeacherAlgorithm;
-  readonly obsDim: number;
-  readonly actDim: number;
   readonly step: number;
   readonly seconds: number;
   readonly curve?: TeacherCurvePoint[];
@@ -326,62 +324,61 @@ async function train(
       evaluation,
     });
 
-    // Resume from the work directory's checkpoint, if this (stage, key) was interrupted.
+    // The resumable loop: a checkpoint every `checkpointEvery` steps in the stage's work directory, and
+    // an interrupted run of this (stage, key) resumes there, ending with the same weights.
     let secondsBefore = 0;
-    const saved = await ctx.checkpoint.load() as TeacherCheckpoint | undefined;
-    if (
-      saved && saved.algorithm === config.algorithm && saved.obsDim === data.obsDim &&
-      saved.actDim === data.actDim && saved.step <= config.steps
-    ) {
-      learner.setState(saved.state);
-      secondsBefore = saved.seconds;
-      curve.push(...(saved.curve ?? []));
-      ctx.log({ event: "resume", step: saved.step });
-    }
-
-    const started = performance.now();
+    let started = performance.now();
     const elapsed = () => secondsBefore + (performance.now() - started) / 1000;
     const progress = ctx.progress(`teacher ${config.algorithm}`, config.steps);
     let shown: Record<string, number> | undefined; // the latest losses, beside the progress bar
-    for (let t = learner.step; t < config.steps; t++) {
-      const done = t + 1;
-      const stats = learner.update(t, done % config.logEvery === 0 || done === config.steps);
-      if (stats) {
-        const bad = Object.entries(stats).find(([, v]) => !Number.isFinite(v));
-        if (bad) {
-          fail(
-            "numeric",
-            `teacher ${config.algorithm} diverged at step ${done}: ${bad[0]} = ${bad[1]}`,
-            "lower the learning rates or check the dataset's rewards",
-          );
+    await runResumable({
+      checkpoint: ctx.checkpoint,
+      fingerprint: { algorithm: config.algorithm, obsDim: data.obsDim, actDim: data.actDim },
+      total: config.steps,
+      checkpointEvery: config.checkpointEvery,
+      snapshot: (): TeacherCheckpoint => ({
+        step: learner.step,
+        seconds: elapsed(),
+        curve: [...curve],
+        state: learner.state(),
+      }),
+      restore: (saved) => {
+        const checkpoint = saved as TeacherCheckpoint;
+        learner.setState(checkpoint.state);
+        secondsBefore = checkpoint.seconds;
+        started = performance.now();
+        curve.push(...(checkpoint.curve ?? []));
+        ctx.log({ event: "resume", step: checkpoint.step });
+        return learner.step;
+      },
+      step: async (t) => {
+        const done = t + 1;
+        const stats = learner.update(t, done % config.logEvery === 0 || done === config.steps);
+        if (stats) {
+          const bad = Object.entries(stats).find(([, v]) => !Number.isFinite(v));
+          if (bad) {
+            fail(
+              "numeric",
+              `teacher ${config.algorithm} diverged at step ${done}: ${bad[0]} = ${bad[1]}`,
+              "lower the learning rates or check the dataset's rewards",
+            );
+          }
+          ctx.log({ event: "train", step: done, seconds: +elapsed().toFixed(2), ...stats });
+          shown = Object.fromEntries(Object.entries(stats).slice(0, 3));
         }
-        ctx.log({ event: "train", step: done, seconds: +elapsed().toFixed(2), ...stats });
-      }
-      if (stats) shown = Object.fromEntries(Object.entries(stats).slice(0, 3));
-      progress.update(done, shown);
-      if (config.evalEvery > 0 && done % config.evalEvery === 0 && done < config.steps) {
-        const e = await evaluateTeacher(
-          artifactAt(done, elapsed(), null),
-          Math.max(1, config.evalEpisodes),
-          config.seed,
-          data.reference,
-        );
-        ctx.log({ event: "eval", step: done, normalizedScore: e.meanNormalizedScore });
-        curve.push({ step: done, normalizedScore: e.meanNormalizedScore });
-      }
-      if (done % config.checkpointEvery === 0 && done < config.steps) {
-        const checkpoint: TeacherCheckpoint = {
-          algorithm: config.algorithm,
-          obsDim: data.obsDim,
-          actDim: data.actDim,
-          step: done,
-          seconds: elapsed(),
-          curve: [...curve],
-          state: learner.state(),
-        };
-        await ctx.checkpoint.save(checkpoint);
-      }
-    }
+        progress.update(done, shown);
+        if (config.evalEvery > 0 && done % config.evalEvery === 0 && done < config.steps) {
+          const e = await evaluateTeacher(
+            artifactAt(done, elapsed(), null),
+            Math.max(1, config.evalEpisodes),
+            config.seed,
+            data.reference,
+          );
+          ctx.log({ event: "eval", step: done, normalizedScore: e.meanNormalizedScore });
+          curve.push({ step: done, normalizedScore: e.meanNormalizedScore });
+        }
+      },
+    });
     progress.finish();
     const seconds = elapsed();
 
