@@ -178,7 +178,11 @@ function assertSvg(svg: string, title: string) {
 Deno.test("the committed notebooks are nbformat 4 for the Deno kernel, import the public API and hold no outputs", async () => {
   const names = [...Deno.readDirSync(NOTEBOOKS)].map((e) => e.name).filter((n) => n.endsWith(".ipynb"))
     .sort();
-  assert.deepEqual(names, ["01_dataset_and_density.ipynb", "02_distill_and_evaluate.ipynb"]);
+  assert.deepEqual(names, [
+    "01_dataset_and_density.ipynb",
+    "02_distill_and_evaluate.ipynb",
+    "03_diversity_vs_quality.ipynb",
+  ]);
   for (const name of names) {
     const nb = JSON.parse(await Deno.readTextFile(join(NOTEBOOKS, name))) as Notebook;
     assert.equal(nb.nbformat, 4, name);
@@ -239,6 +243,23 @@ Deno.test("notebook 02: a tiny DBC study with Table 1, Figure 1 and the PCA plot
   assert.equal(svgs.length, 2, "two plots: Figure 1 and the PCA");
   assertSvg(svgs[0], "Normalized return during distillation");
   assertSvg(svgs[1], "PCA");
+});
+
+Deno.test("notebook 03: the quick diversity study, its figure and the crossing verdict", async () => {
+  const nb = await executeClean("03_diversity_vs_quality.ipynb");
+  const markdown = rich(nb, "text/markdown");
+  assert.ok(
+    markdown.some((m) => /\| Quality \(best episodes\) \| -?\d+\.\d+ \| \d+\.\d+ \|/.test(m)),
+    "the subsets' measures",
+  );
+  const tables = markdown.find((m) => m.includes("### Normalized return by training level"));
+  assert.ok(tables, "the return table");
+  assert.match(tables, /\| Diversity \(k-center\) \| \d+\.\d{4} \| -?\d+\.\d \| \[-?\d+\.\d, -?\d+\.\d\] \|/);
+  assert.match(tables, /crossing/i, "the crossing verdict");
+  const svgs = rich(nb, "image/svg+xml");
+  assert.equal(svgs.length, 1, "one figure: return against training loss");
+  assertSvg(svgs[0], "return vs training loss");
+  assert.ok(svgs[0].includes('class="band"'), "confidence bands");
 });
 
 Deno.test("the harness fails on a notebook whose cell throws, and finds the error in its outputs", async () => {
