@@ -196,14 +196,8 @@ export {
 } from "./report/diversity.ts";
 
 // Environments and datasets
-export {
-  ENV_NAMES,
-  ENV_SPECS,
-  type EnvName,
-  LocomotionEnv,
-  normalizedScore,
-  VecLocomotionEnv,
-} from "./envs/locomotion.ts";
+export { ENV_NAMES, ENV_SPECS, type EnvName, normalizedScore } from "./envs/specs.ts";
+export { LocomotionEnv, VecLocomotionEnv } from "./envs/locomotion.ts";
 export {
   episodeReturns,
   observationStats,
@@ -280,7 +274,8 @@ export type {
 export { TEACHER_FORMAT, TEACHER_FORMAT_VERSION } from "./stages/teacher/model.ts";
 export type { Td3bcConfig } from "./stages/teacher/td3bc.ts";
 export type { CalqlConfig } from "./stages/teacher/calql.ts";
-export type { EnvSpec, StepResult, VecStepResult } from "./envs/locomotion.ts";
+export type { EnvSpec } from "./envs/specs.ts";
+export type { StepResult, VecStepResult } from "./envs/locomotion.ts";
 export type { BatchPolicy, Evaluation } from "./envs/rollout.ts";
 export type {
   D4rlDataset,

@@ -9,7 +9,8 @@
  * @module
  */
 
-import { ENV_NAMES, type EnvName, LocomotionEnv, VecLocomotionEnv } from "../envs/locomotion.ts";
+import { LocomotionEnv, VecLocomotionEnv } from "../envs/locomotion.ts";
+import { ENV_NAMES, type EnvName } from "../envs/specs.ts";
 import { Rng } from "../numerics/random.ts";
 import { intArg } from "./args.ts";
 

@@ -8,7 +8,7 @@
  */
 
 import { dirname } from "node:path";
-import { ENV_NAMES, ENV_SPECS, type EnvName } from "../envs/locomotion.ts";
+import { ENV_NAMES, ENV_SPECS, type EnvName } from "../envs/specs.ts";
 import {
   collect,
   type CollectConfig,

@@ -28,6 +28,7 @@ import {
   withSeed,
 } from "../study/obd.ts";
 import { table1Path, writeStudyReport } from "../report/report.ts";
+import { writeStudySynsets } from "../report/synsets.ts";
 import { createRuntime } from "../core/runtime.ts";
 import { exitWithError, isError, openRun } from "./common.ts";
 
@@ -50,6 +51,11 @@ const OPTIONS = {
     help: "several distillation seeds, comma-separated, e.g. 0,1,2 (the same as --set seeds=0,1,2)",
   },
   set: { type: "string", multiple: true, help: "override one setting, e.g. --set distill.outerSteps=500" },
+  teacher: {
+    type: "string",
+    help:
+      "where the teacher comes from: train, auto (the quick preset's default: the embedded dataset's shipped teacher when present, else train), a CORL / authors' .pt checkpoint, or a saved teacher directory (the same as --set teacher.source=…)",
+  },
   until: { type: "string", help: `stop after this stage: ${UNTIL_STAGES.join(", ")} (default summarize)` },
   force: {
     type: "string",
@@ -85,7 +91,11 @@ async function main(args: string[]): Promise<void> {
   }
   const v = parsed.values;
   const presetName = (v.preset as string | undefined) ?? "quick";
-  let config = presetConfig(presetName, (v.set as string[] | undefined) ?? []);
+  const teacherSource = v.teacher as string | undefined;
+  let config = presetConfig(presetName, [
+    ...((v.set as string[] | undefined) ?? []),
+    ...(teacherSource !== undefined ? [`teacher.source=${teacherSource}`] : []),
+  ]);
   if (isError(config)) exitWithError(config);
   if (v.seed !== undefined && v.seeds !== undefined) {
     exitWithError(pipelineError("config", "--seed and --seeds both given", "give one of them"));
@@ -178,6 +188,14 @@ async function main(args: string[]): Promise<void> {
     exitWithError(result.left);
   }
   const study = result.right;
+  let synsets: string[] = [];
+  try {
+    synsets = await writeStudySynsets(run.dir, study, config);
+  } catch (e) {
+    run.metrics.close();
+    exitWithError({ ...toPipelineError(e), stage: "synsets" });
+  }
+  if (synsets.length) console.error(`  synthetic sets: ${synsets.join(", ")}`);
   let written: string[] = [];
   if (until === "summarize") {
     try {
@@ -206,6 +224,7 @@ async function main(args: string[]): Promise<void> {
       ? {
         algorithm: teacher.algorithm,
         source: teacher.source,
+        file: study.teacherFile ?? null,
         steps: teacher.training.steps,
         normalizedReturn: round(teacher.evaluation?.meanNormalizedScore),
       }
@@ -238,6 +257,7 @@ async function main(args: string[]): Promise<void> {
         }
         : {}),
     })),
+    synsets,
     stagesComputed: Object.fromEntries(rt.executions),
     report: written.find((f) => f.endsWith("/report.md")) ?? null,
   };

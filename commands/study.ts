@@ -303,6 +303,11 @@ async function main(args: string[]): Promise<void> {
   }
   const backend = await initBackend(backendName);
   if (isError(backend)) exitWithError(backend);
+  console.error(
+    `backend ${backend.label} (${backend.threads} thread(s)${
+      backend.blas ? `, matmuls on ${backend.blas.vendor} ${backend.blas.version}` : ", no BLAS"
+    })`,
+  );
   const rt = createRuntime({
     cacheRoot,
     backend: backend.label,

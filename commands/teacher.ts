@@ -15,7 +15,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { ENV_NAMES, ENV_SPECS, type EnvName } from "../envs/locomotion.ts";
+import { ENV_NAMES, ENV_SPECS, type EnvName } from "../envs/specs.ts";
 import { datasetMeanScore, loadStage, locateDataset, type OfflineDataset } from "../stages/load.ts";
 import {
   defaultTeacherConfig,
@@ -36,6 +36,7 @@ import { fail, type PipelineError, pipelineError, toPipelineError } from "../cor
 import type { ProgressFactory } from "../core/progress.ts";
 import { type Artifact, createRuntime, runStage, type Runtime } from "../core/runtime.ts";
 import { exitWithError, isError, openRun } from "./common.ts";
+import { TOOL_VERSION } from "../core/version.ts";
 
 const OPTIONS = {
   algorithm: { type: "string", help: "train: td3bc (default) or calql" },
@@ -92,25 +93,60 @@ async function loadDataset(rt: Runtime, name: string): Promise<Artifact<OfflineD
   return result.right;
 }
 
-async function train(values: Values, positionals: string[]): Promise<void> {
+/**
+ * The dataset and teacher config of `teacher train …` arguments (after `train`), or the first
+ * mistake: what `train` runs, and how a saved teacher's recorded command is checked.
+ */
+export function trainRequest(
+  args: readonly string[],
+): { readonly dataset: string; readonly config: TeacherConfig } | PipelineError {
+  const parsed = parseCommandLine([...args], OPTIONS, 1);
+  if (isError(parsed)) return parsed;
+  const values = parsed.values;
+  const algorithm = (values.algorithm as string | undefined) ?? "td3bc";
+  if (algorithm !== "td3bc" && algorithm !== "calql") {
+    return pipelineError("config", `--algorithm ${algorithm}: choose td3bc or calql`);
+  }
+  const defaults = defaultTeacherConfig(algorithm);
+  const numbers: Record<string, number> = {};
+  for (
+    const [name, fallback, min] of [
+      ["steps", defaults.steps, 1],
+      ["eval-episodes", defaults.evalEpisodes, 0],
+      ["seed", defaults.seed, 0],
+    ] as const
+  ) {
+    const raw = values[name] as string | undefined;
+    const v = raw === undefined ? fallback : Number(raw);
+    if (!Number.isInteger(v) || v < min) {
+      return pipelineError(
+        "config",
+        `--${name} ${raw} is not an integer ≥ ${min}`,
+        `e.g. --${name} ${fallback}`,
+      );
+    }
+    numbers[name] = v;
+  }
+  const config = applyOverrides<TeacherConfig>({
+    ...defaults,
+    steps: numbers.steps,
+    evalEpisodes: numbers["eval-episodes"],
+    seed: numbers.seed,
+  }, (values.set as string[] | undefined) ?? []);
+  if (isError(config)) return config;
+  return { dataset: parsed.positionals[0] ?? "embedded", config };
+}
+
+async function train(values: Values, positionals: string[], args: readonly string[]): Promise<void> {
   if (positionals.length > 1) {
     exitWithError(
       pipelineError("config", `train takes one dataset, got ${positionals.join(" ")}`, `usage: ${USAGE}`),
     );
   }
-  const algorithm = (values.algorithm as string | undefined) ?? "td3bc";
-  if (algorithm !== "td3bc" && algorithm !== "calql") {
-    exitWithError(pipelineError("config", `--algorithm ${algorithm}: choose td3bc or calql`));
-  }
-  const defaults = defaultTeacherConfig(algorithm);
-  let config: TeacherConfig | PipelineError = {
-    ...defaults,
-    steps: whole(values, "steps", defaults.steps, 1),
-    evalEpisodes: whole(values, "eval-episodes", defaults.evalEpisodes),
-    seed: whole(values, "seed", defaults.seed),
-  };
-  config = applyOverrides(config, (values.set as string[] | undefined) ?? []);
-  if (isError(config)) exitWithError(config);
+  const request = trainRequest(args);
+  if (isError(request)) exitWithError(request);
+  const { config, dataset } = request;
+  const algorithm = config.algorithm;
   const out = values.out as string | undefined;
   if (out && await Deno.stat(out).then(() => true, () => false)) {
     exitWithError(
@@ -122,7 +158,6 @@ async function train(values: Values, positionals: string[]): Promise<void> {
     );
   }
   const backend = await startBackend(values);
-  const dataset = positionals[0] ?? "embedded";
   const run = openRun(`teacher-${algorithm}-${dataset.split("/").pop()}`);
   console.error(
     `teacher: ${algorithm} on ${dataset}, ${config.steps} steps, backend ${backend}; log ${run.dir}/metrics.jsonl`,
@@ -141,7 +176,18 @@ async function train(values: Values, positionals: string[]): Promise<void> {
     const result = await runStage(rt, teacherStage, config, { dataset: data })();
     if (result._tag === "Left") throw result.left;
     const teacher = result.right.value;
-    if (out) await saveTeacherDir(out, teacher);
+    if (out) {
+      // What made it, so that the saved teacher can be retrained and checked (its score and
+      // evaluation curve are in the teacher itself).
+      await saveTeacherDir(out, teacher, {
+        command: ["deno", "task", "teacher", "train", ...args],
+        codeVersion: { tool: TOOL_VERSION, teacherStage: teacherStage.version },
+        dataset: { name: dataset, file: data.value.file, sha256: data.value.sha256 },
+        config: config as unknown as Record<string, unknown>,
+        cacheKey: result.right.key,
+        createdAt: new Date().toISOString(),
+      });
+    }
     const d = data.value;
     const summary = {
       dataset,
@@ -149,6 +195,7 @@ async function train(values: Values, positionals: string[]): Promise<void> {
       algorithm,
       steps: teacher.training.steps,
       trainSeconds: +teacher.training.seconds.toFixed(1),
+      curve: teacher.training.curve?.map((p) => [p.step, +p.normalizedScore.toFixed(2)]) ?? [],
       normalizedScore: teacher.evaluation ? +teacher.evaluation.meanNormalizedScore.toFixed(2) : null,
       evalEpisodes: teacher.evaluation?.episodes ?? 0,
       datasetMeanNormalizedReturn: +datasetMeanScore(d).toFixed(2),
@@ -335,7 +382,7 @@ async function main(args: string[]): Promise<void> {
   }
   switch (command) {
     case "train":
-      return await train(parsed.values, rest);
+      return await train(parsed.values, rest, args.slice(args.indexOf("train") + 1));
     case "import":
       return await importCommand(parsed.values, rest);
     case "act":

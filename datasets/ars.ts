@@ -16,7 +16,8 @@
  * @module
  */
 
-import type { EnvName, VecLocomotionEnv } from "../envs/locomotion.ts";
+import type { VecLocomotionEnv } from "../envs/locomotion.ts";
+import type { EnvName } from "../envs/specs.ts";
 import { Rng } from "../numerics/random.ts";
 
 /** ARS hyperparameters. */

@@ -5,7 +5,8 @@
  */
 
 /// <reference lib="deno.worker" />
-import { type EnvName, VecLocomotionEnv } from "../envs/locomotion.ts";
+import { VecLocomotionEnv } from "../envs/locomotion.ts";
+import type { EnvName } from "../envs/specs.ts";
 import { Rng } from "../numerics/random.ts";
 import { type LinearPolicy, type RolloutBatch, rollouts, sliceTransitions } from "./ars.ts";
 

@@ -19,7 +19,7 @@
  * @module
  */
 
-import { ENV_SPECS, type EnvName, normalizedScore } from "../envs/locomotion.ts";
+import { ENV_SPECS, type EnvName, normalizedScore } from "../envs/specs.ts";
 import { fail } from "../core/errors.ts";
 import { loadCheckpoint, removeCheckpoint, saveCheckpoint } from "../core/checkpoint.ts";
 import type { ProgressFactory } from "../core/progress.ts";

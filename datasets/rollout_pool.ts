@@ -5,7 +5,7 @@
  * @module
  */
 
-import { ENV_SPECS, type EnvName } from "../envs/locomotion.ts";
+import { ENV_SPECS, type EnvName } from "../envs/specs.ts";
 import { concatTransitions, type LinearPolicy, type RolloutBatch, RunningStats } from "./ars.ts";
 import type { RolloutReply, RolloutRequest } from "./ars_worker.ts";
 

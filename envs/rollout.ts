@@ -9,7 +9,8 @@
  * @module
  */
 
-import { type EnvName, normalizedScore, VecLocomotionEnv } from "./locomotion.ts";
+import { VecLocomotionEnv } from "./locomotion.ts";
+import { type EnvName, normalizedScore } from "./specs.ts";
 
 /**
  * A batch policy: `states` holds `n` raw observations row-major (n × obsDim); returns n × actDim

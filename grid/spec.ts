@@ -95,6 +95,11 @@ export const GRID_OPTIONS = {
     multiple: true,
     help: "override one setting in every task, e.g. --set distill.outerSteps=50",
   },
+  teacher: {
+    type: "string",
+    help:
+      "teacher of every task: train, auto, a CORL / authors' .pt checkpoint or a saved teacher directory (the same as --set teacher.source=…)",
+  },
   backend: { type: "string", help: "tensor backend of every task: wasm (default), cpu, tensorflow" },
   "cache-dir": { type: "string", help: "cache shared by all tasks (default data/cache)" },
   executor: { type: "string", help: `where tasks run: ${EXECUTORS.join(", ")} (default local)` },
@@ -122,7 +127,16 @@ export type GridRequest =
   }
   | { readonly mode: "help" };
 
-const SPEC_FLAGS = ["datasets", "methods", "seeds", "preset", "set", "backend", "cache-dir"] as const;
+const SPEC_FLAGS = [
+  "datasets",
+  "methods",
+  "seeds",
+  "preset",
+  "set",
+  "teacher",
+  "backend",
+  "cache-dir",
+] as const;
 
 /** Parses the grid command line into a request, or the first mistake as a config error. */
 export function parseGridArgs(args: readonly string[]): GridRequest | PipelineError {
@@ -180,7 +194,12 @@ export function parseGridArgs(args: readonly string[]): GridRequest | PipelineEr
     );
   }
   const preset = str("preset") ?? "quick";
-  const set = (v.set as string[] | undefined) ?? [];
+  const teacher = str("teacher");
+  // --teacher is one setting, passed to every task as --set teacher.source=… after the others.
+  const set = [
+    ...((v.set as string[] | undefined) ?? []),
+    ...(teacher !== undefined ? [`teacher.source=${teacher}`] : []),
+  ];
   const config = presetConfig(preset, set);
   if ("kind" in config) return config;
   const backend = str("backend");

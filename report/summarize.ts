@@ -31,7 +31,7 @@ import { join } from "node:path";
 import { writeFileAtomic } from "../core/atomic.ts";
 import { fail } from "../core/errors.ts";
 import { TOOL_VERSION } from "../core/version.ts";
-import { ENV_NAMES, type EnvName } from "../envs/locomotion.ts";
+import { ENV_NAMES, type EnvName } from "../envs/specs.ts";
 import { Rng } from "../numerics/random.ts";
 import {
   bootstrapInterval,

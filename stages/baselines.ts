@@ -14,7 +14,7 @@
 
 import { fail } from "../core/errors.ts";
 import { defineStage, type Stage, type StageContext } from "../core/stage.ts";
-import { ENV_NAMES, type EnvName } from "../envs/locomotion.ts";
+import { ENV_NAMES, type EnvName } from "../envs/specs.ts";
 import { deriveSeed, Rng } from "../numerics/random.ts";
 import { mean } from "../numerics/statistics.ts";
 import { normalizeStates, type OfflineDataset } from "./load.ts";

@@ -16,7 +16,7 @@
 
 import { fail } from "../core/errors.ts";
 import { defineStage, type Stage, type StageContext } from "../core/stage.ts";
-import type { EnvName } from "../envs/locomotion.ts";
+import type { EnvName } from "../envs/specs.ts";
 import { Rng } from "../numerics/random.ts";
 import { mean } from "../numerics/statistics.ts";
 import type { DistilledSet } from "./distill.ts";
@@ -175,8 +175,8 @@ export function setEvaluationConfig(settings: EvaluateSettings, student: Student
 
 /** Inputs of the stage. */
 export interface EvaluateInputs {
-  /** The offline dataset the set was distilled from. */
-  readonly dataset: OfflineDataset;
+  /** The offline dataset the set was distilled from (only its environment, dimensions and identity are read). */
+  readonly dataset: Pick<OfflineDataset, "env" | "obsDim" | "actDim" | "file" | "sha256" | "n">;
   /** The synthetic set to evaluate, with its snapshots. */
   readonly distilled: DistilledSet;
 }

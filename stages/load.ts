@@ -10,7 +10,7 @@
  * @module
  */
 
-import { ENV_NAMES, ENV_SPECS, type EnvName, normalizedScore } from "../envs/locomotion.ts";
+import { ENV_NAMES, ENV_SPECS, type EnvName, normalizedScore } from "../envs/specs.ts";
 import {
   episodeReturns,
   loadD4rlDataset,

@@ -11,7 +11,7 @@
  * @module
  */
 
-import type { EnvName } from "../envs/locomotion.ts";
+import type { EnvName } from "../envs/specs.ts";
 import { type BatchPolicy, evaluatePolicy, type Evaluation } from "../envs/rollout.ts";
 import { disposeMlp } from "../numerics/mlp.ts";
 import { deriveSeed, Rng } from "../numerics/random.ts";

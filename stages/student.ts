@@ -12,7 +12,7 @@
 
 import * as tf from "@tensorflow/tfjs";
 import { fail } from "../core/errors.ts";
-import { ENV_SPECS, type EnvName } from "../envs/locomotion.ts";
+import { ENV_SPECS, type EnvName } from "../envs/specs.ts";
 import type { BatchPolicy } from "../envs/rollout.ts";
 import { disposeMlp, initMlpWeights, type MlpParams, mlpSizes, mlpTensors } from "../numerics/mlp.ts";
 import type { Rng } from "../numerics/random.ts";

@@ -29,7 +29,7 @@ import {
   validateStudentConfig,
 } from "./student.ts";
 import { fitStudent, setPairs } from "./student_fit.ts";
-import { ENV_SPECS } from "../envs/locomotion.ts";
+import { ENV_SPECS } from "../envs/specs.ts";
 import type { Subset } from "./subsets.ts";
 import { validateSyntheticSet } from "./synset.ts";
 

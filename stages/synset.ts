@@ -7,7 +7,7 @@
  */
 
 import { fail } from "../core/errors.ts";
-import { ENV_NAMES, ENV_SPECS, type EnvName } from "../envs/locomotion.ts";
+import { ENV_NAMES, ENV_SPECS, type EnvName } from "../envs/specs.ts";
 import { deriveSeed, Rng } from "../numerics/random.ts";
 import { normalizeStates, type OfflineDataset } from "./load.ts";
 

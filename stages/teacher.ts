@@ -4,8 +4,10 @@
  *
  * - `td3bc` (default, fast): TD3+BC, Fujimoto and Gu 2021 — see `teacher/td3bc.ts`.
  * - `calql` (the papers' teacher): Cal-QL, Nakamoto et al. 2023, CORL's defaults — `teacher/calql.ts`.
- * - Teachers trained elsewhere come in through `deno task teacher import` (CORL checkpoints,
- *   `teacher/torch_import.ts`).
+ * - Teachers trained elsewhere: a CORL / the authors' `.pt` checkpoint (`teacher/torch_import.ts`) or
+ *   a saved teacher directory become the stage's output through a {@link TeacherImportConfig}, keyed
+ *   by the file's sha256 (a directory's: its checksum manifest's), so a different file recomputes
+ *   what is downstream and nothing upstream.
  *
  * The loop, top to bottom: upload the normalized data; make fresh networks from the seed, or load
  * the checkpoint in the stage's work directory; for each step t draw the minibatch and noise from
@@ -16,9 +18,10 @@
  * @module
  */
 
-import { ENV_SPECS } from "../envs/locomotion.ts";
+import { ENV_SPECS, type EnvName } from "../envs/specs.ts";
 import { evaluatePolicy } from "../envs/rollout.ts";
 import { fail } from "../core/errors.ts";
+import { sha256Hex } from "../core/hash.ts";
 import { defineStage, type Stage, type StageContext } from "../core/stage.ts";
 import { deriveSeed, Rng } from "../numerics/random.ts";
 import type { OfflineDataset } from "./load.ts";
@@ -33,14 +36,19 @@ import {
 import { disposeReplay, gatherBatch, replayTensors, returnsToGo, sampleIndices } from "./teacher/data.ts";
 import { tidyPlain } from "../numerics/mlp.ts";
 import {
+  checkTeacherFitsDataset,
   CORL_GAUSSIAN_HEAD,
+  loadTeacherDir,
   TEACHER_FORMAT,
   TEACHER_FORMAT_VERSION,
   type TeacherAlgorithm,
   type TeacherArtifact,
+  type TeacherCurvePoint,
   type TeacherEvaluation,
   teacherFromArtifact,
+  verifyTeacherDir,
 } from "./teacher/model.ts";
+import { readTorchCheckpoint, teacherFromCorl } from "./teacher/torch_import.ts";
 import {
   initTd3bcWeights,
   targetNoise,
@@ -56,12 +64,16 @@ export {
   type ActMode,
   checkTeacherFitsDataset,
   loadTeacherDir,
+  readTeacherProvenance,
   saveTeacherDir,
   type Teacher,
   type TeacherAlgorithm,
   type TeacherArtifact,
+  type TeacherCurvePoint,
   type TeacherEvaluation,
   teacherFromArtifact,
+  type TeacherProvenance,
+  verifyTeacherDir,
 } from "./teacher/model.ts";
 export { type BatchPolicy, evaluatePolicy, type Evaluation } from "../envs/rollout.ts";
 
@@ -116,6 +128,7 @@ interface TeacherCheckpoint {
   readonly actDim: number;
   readonly step: number;
   readonly seconds: number;
+  readonly curve?: TeacherCurvePoint[];
   readonly state: Td3bcState | CalqlState;
 }
 
@@ -287,6 +300,7 @@ async function train(
   const maxAction = spec.actionHigh;
   const learner = makeLearner(config, data, maxAction);
   try {
+    const curve: TeacherCurvePoint[] = [];
     const artifactAt = (
       steps: number,
       seconds: number,
@@ -303,7 +317,7 @@ async function train(
       stateMean: data.stateMean,
       stateStd: data.stateStd,
       ...learner.artifactNets(),
-      training: { steps, seconds },
+      training: { steps, seconds, ...(curve.length ? { curve: [...curve] } : {}) },
       evaluation,
     });
 
@@ -316,6 +330,7 @@ async function train(
     ) {
       learner.setState(saved.state);
       secondsBefore = saved.seconds;
+      curve.push(...(saved.curve ?? []));
       ctx.log({ event: "resume", step: saved.step });
     }
 
@@ -346,6 +361,7 @@ async function train(
           config.seed,
         );
         ctx.log({ event: "eval", step: done, normalizedScore: e.meanNormalizedScore });
+        curve.push({ step: done, normalizedScore: e.meanNormalizedScore });
       }
       if (done % config.checkpointEvery === 0 && done < config.steps) {
         const checkpoint: TeacherCheckpoint = {
@@ -354,6 +370,7 @@ async function train(
           actDim: data.actDim,
           step: done,
           seconds: elapsed(),
+          curve: [...curve],
           state: learner.state(),
         };
         await ctx.checkpoint.save(checkpoint);
@@ -368,6 +385,7 @@ async function train(
     ctx.metric("steps", config.steps);
     ctx.metric("trainSeconds", +seconds.toFixed(2));
     if (evaluation) {
+      if (curve.length) curve.push({ step: config.steps, normalizedScore: evaluation.meanNormalizedScore });
       ctx.metric("normalizedScore", +evaluation.meanNormalizedScore.toFixed(3));
       ctx.metric("evalEpisodes", evaluation.episodes);
       ctx.log({
@@ -384,16 +402,222 @@ async function train(
   }
 }
 
-/** The teacher stage: `{ dataset }` → {@link TeacherArtifact}. */
-export const teacherStage: Stage<{ dataset: OfflineDataset }, TeacherConfig, TeacherArtifact> = defineStage<
-  { dataset: OfflineDataset },
-  TeacherConfig,
-  TeacherArtifact
->({
-  name: "teacher",
-  version: "2",
-  // Logging, evaluation and checkpoint cadence do not change the weights (resumption is exact).
-  cadence: ["logEvery", "evalEvery", "checkpointEvery"],
-  validate: validateTeacherConfig,
-  compute: ({ dataset }, config, ctx) => train(dataset, config, ctx),
-});
+// ---------------------------------------------------------------------------------------------
+// Teachers made elsewhere: a CORL / authors' checkpoint or a saved teacher directory
+// ---------------------------------------------------------------------------------------------
+
+/** The kinds of teacher file the stage imports. */
+export type TeacherImportKind = "corl-checkpoint" | "teacher-dir";
+
+/**
+ * The teacher stage's config for a teacher made elsewhere. Its cache key is the content (`sha256`)
+ * and the import settings, never the path, so a moved file reuses its entry and a changed file
+ * recomputes the teacher and what follows it.
+ */
+export interface TeacherImportConfig {
+  /** A CORL / the authors' `.pt` checkpoint (torch.save zip), or a saved teacher directory. */
+  readonly import: TeacherImportKind;
+  /** sha256 of the checkpoint file; for a directory, the sha256 of its checksum manifest. */
+  readonly sha256: string;
+  /**
+   * Where the networks' input statistics come from: `dataset` (CORL checkpoints store none, so the
+   * dataset's mean and std + 1e-3, as CORL trains with) or `saved` (the teacher directory's own).
+   */
+  readonly normalization: "dataset" | "saved";
+  /** Episodes of the teacher's evaluation in the environment (0: none). */
+  readonly evalEpisodes: number;
+  /** Seed of the evaluation episodes. */
+  readonly seed: number;
+  /** Where the file is; left out of the cache key (a cadence-like setting: it does not change the output). */
+  readonly path: string;
+}
+
+/** What the teacher stage takes: settings to train a teacher, or a teacher to import. */
+export type TeacherStageConfig = TeacherConfig | TeacherImportConfig;
+
+/** Whether a teacher stage config imports rather than trains. */
+export function isTeacherImport(config: TeacherStageConfig): config is TeacherImportConfig {
+  return typeof (config as TeacherImportConfig).import === "string";
+}
+
+/** A teacher file found on disk: its kind and content digest, the parts of an import's cache key. */
+export interface TeacherSource {
+  /** The path as given. */
+  readonly path: string;
+  /** Checkpoint file or saved teacher directory. */
+  readonly kind: TeacherImportKind;
+  /** sha256 of the file, or of the directory's checksum manifest (verified file by file). */
+  readonly sha256: string;
+}
+
+/**
+ * Finds a teacher file: a directory is a saved teacher (its manifest is checked file by file
+ * now), anything else a CORL checkpoint (hashed). A missing path is an `input` error naming it.
+ */
+export async function locateTeacherSource(path: string): Promise<TeacherSource> {
+  const info = await Deno.stat(path).catch(() =>
+    fail(
+      "input",
+      `teacher source ${path} does not exist`,
+      "give train, a CORL / authors' .pt checkpoint, or a directory from `deno task teacher train|import --out`",
+    )
+  );
+  if (info.isDirectory) return { path, kind: "teacher-dir", sha256: await verifyTeacherDir(path) };
+  const bytes = await Deno.readFile(path).catch((e) =>
+    fail("input", `cannot read teacher checkpoint ${path} (${(e as Error).message.split("\n")[0]})`)
+  );
+  return { path, kind: "corl-checkpoint", sha256: await sha256Hex(bytes) };
+}
+
+/** The stage config importing `source` (the pipeline's `teacher` settings give the evaluation's size and seed). */
+export function teacherImportConfig(
+  source: TeacherSource,
+  evaluation: { readonly evalEpisodes: number; readonly seed: number },
+): TeacherImportConfig {
+  return {
+    import: source.kind,
+    sha256: source.sha256,
+    normalization: source.kind === "corl-checkpoint" ? "dataset" : "saved",
+    evalEpisodes: evaluation.evalEpisodes,
+    seed: evaluation.seed,
+    path: source.path,
+  };
+}
+
+/** The dataset facts an imported teacher is checked against. */
+export interface TeacherTarget {
+  /** The dataset's name, for messages. */
+  readonly name: string;
+  /** Its environment. */
+  readonly env: EnvName;
+  /** Its state dimension (the environment's when the dataset is not loaded yet). */
+  readonly obsDim: number;
+  /** Its action dimension. */
+  readonly actDim: number;
+}
+
+/**
+ * Refuses an imported teacher that does not fit the dataset, naming the file, the field and the
+ * expected value: state/action dimensions, the environment it was made for, the action bound.
+ */
+export function checkImportedTeacher(teacher: TeacherArtifact, file: string, target: TeacherTarget): void {
+  checkTeacherFitsDataset({ ...teacher, source: file }, target);
+  if (teacher.env !== null && teacher.env !== target.env) {
+    fail(
+      "input",
+      `teacher ${file}: env is ${teacher.env}, expected ${target.env} (dataset ${target.name})`,
+      "use a teacher made for this dataset's environment",
+    );
+  }
+  const bound = ENV_SPECS[target.env].actionHigh;
+  if (teacher.maxAction !== bound) {
+    fail(
+      "input",
+      `teacher ${file}: maxAction is ${teacher.maxAction}, expected ${bound} (the action bound of ${target.env})`,
+      "use a teacher made for this environment",
+    );
+  }
+}
+
+/**
+ * Reads an imported teacher. A checkpoint becomes a Cal-QL teacher of `target`'s environment (its
+ * action bound), normalized with `target`'s statistics (the dataset's; without them, identity, for a
+ * check before the dataset is loaded); a directory is loaded as saved. The content must still be
+ * what `sha256` says.
+ */
+export async function readTeacherSource(
+  source: TeacherSource,
+  target?: {
+    readonly env: EnvName;
+    readonly stateMean?: Float32Array;
+    readonly stateStd?: Float32Array;
+  },
+): Promise<TeacherArtifact> {
+  const changed = () =>
+    fail(
+      "input",
+      `teacher ${source.path} changed while the pipeline ran (sha256 is no longer ${source.sha256})`,
+      "run again",
+    );
+  if (source.kind === "teacher-dir") {
+    if (await verifyTeacherDir(source.path) !== source.sha256) changed();
+    return await loadTeacherDir(source.path);
+  }
+  const bytes = await Deno.readFile(source.path).catch((e) =>
+    fail("input", `cannot read teacher checkpoint ${source.path} (${(e as Error).message.split("\n")[0]})`)
+  );
+  if (await sha256Hex(bytes) !== source.sha256) changed();
+  const ckpt = await readTorchCheckpoint(bytes, source.path);
+  return teacherFromCorl(ckpt, {
+    file: source.path,
+    env: target?.env ?? null,
+    ...(target ? { maxAction: ENV_SPECS[target.env].actionHigh } : {}),
+    ...(target?.stateMean && target.stateStd
+      ? { stateMean: target.stateMean, stateStd: target.stateStd }
+      : {}),
+  });
+}
+
+function validateImportConfig(config: TeacherImportConfig): void {
+  if (config.import !== "corl-checkpoint" && config.import !== "teacher-dir") {
+    fail("config", `teacher import "${config.import}" is not corl-checkpoint or teacher-dir`);
+  }
+  if (!/^[0-9a-f]{64}$/.test(config.sha256)) {
+    fail("config", `teacher import sha256 "${config.sha256}" is not hex`);
+  }
+  if (config.normalization !== "dataset" && config.normalization !== "saved") {
+    fail("config", `teacher import normalization "${config.normalization}" is not dataset or saved`);
+  }
+  if (!Number.isInteger(config.evalEpisodes) || config.evalEpisodes < 0) {
+    fail("config", `teacher.evalEpisodes = ${config.evalEpisodes} is not an integer from 0 up`);
+  }
+  if (!Number.isInteger(config.seed) || config.seed < 0) {
+    fail("config", `teacher.seed = ${config.seed} is not an integer from 0 up`);
+  }
+}
+
+async function importTeacher(
+  data: OfflineDataset,
+  config: TeacherImportConfig,
+  ctx: StageContext,
+): Promise<TeacherArtifact> {
+  validateImportConfig(config);
+  const source: TeacherSource = { path: config.path, kind: config.import, sha256: config.sha256 };
+  const target = { name: data.file, env: data.env, obsDim: data.obsDim, actDim: data.actDim };
+  const read = await readTeacherSource(
+    source,
+    config.normalization === "dataset" ? data : { env: data.env },
+  );
+  checkImportedTeacher(read, config.path, target);
+  const digest = config.sha256.slice(0, 16);
+  // The label says where the teacher came from and how its inputs are normalized (the report shows it).
+  const label = config.import === "corl-checkpoint"
+    ? `CORL checkpoint (sha256 ${digest}), states normalized with the dataset's statistics: the checkpoint stores none`
+    : `saved teacher (sha256 ${digest}; ${
+      read.source === "trained" ? `trained ${read.training.steps} steps` : read.source
+    }), its own normalization`;
+  const evaluation = config.evalEpisodes > 0
+    ? await evaluateTeacher({ ...read, env: data.env }, config.evalEpisodes, config.seed)
+    : null;
+  ctx.log({ event: "import", file: config.path, sha256: config.sha256, normalization: config.normalization });
+  if (evaluation) {
+    ctx.metric("normalizedScore", +evaluation.meanNormalizedScore.toFixed(3));
+    ctx.log({ event: "eval", normalizedScore: evaluation.meanNormalizedScore });
+  }
+  return { ...read, env: data.env, source: label, evaluation };
+}
+
+/** The teacher stage: `{ dataset }` → {@link TeacherArtifact}, trained or imported. */
+export const teacherStage: Stage<{ dataset: OfflineDataset }, TeacherStageConfig, TeacherArtifact> =
+  defineStage<{ dataset: OfflineDataset }, TeacherStageConfig, TeacherArtifact>({
+    name: "teacher",
+    version: "3",
+    // Logging and checkpoint cadence do not change the weights (resumption is exact); an import's
+    // path does not change what it reads (its sha256 is checked). evalEvery is in the key: the
+    // evaluation curve is part of the output.
+    cadence: ["logEvery", "checkpointEvery", "path"] as unknown as readonly never[],
+    validate: (config) =>
+      isTeacherImport(config) ? validateImportConfig(config) : validateTeacherConfig(config),
+    compute: ({ dataset }, config, ctx) =>
+      isTeacherImport(config) ? importTeacher(dataset, config, ctx) : train(dataset, config, ctx),
+  });

@@ -43,9 +43,15 @@ import {
   TARGETS,
   type Targets,
 } from "../stages/subsets.ts";
-import { defaultTeacherConfig, type TeacherConfig, teacherStage } from "../stages/teacher.ts";
+import {
+  checkImportedTeacher,
+  defaultTeacherConfig,
+  locateTeacherSource,
+  teacherStage,
+} from "../stages/teacher.ts";
 import type { TeacherArtifact } from "../stages/teacher/model.ts";
 import { applyOverrides } from "./config.ts";
+import { resolveTeacherSource, type TeacherSettings, teacherStageConfig, trainingConfig } from "./obd.ts";
 
 /** The whole configuration of a diversity study. */
 export interface DiversityConfig {
@@ -76,11 +82,20 @@ export interface DiversityConfig {
   readonly load: { readonly minTransitions: number };
   /** The KDE behind the diverse subset and every subset's log-density. */
   readonly density: DensityConfig;
-  /** The teacher, for teacher targets (the pipeline's quick teacher, so the two share its cache entry). */
-  readonly teacher: TeacherConfig;
+  /**
+   * The teacher, for teacher targets: trained with these settings, or imported (`source`: `train`,
+   * `auto`, a checkpoint or a saved teacher directory, as the pipeline's `teacher.source`). The quick
+   * preset's is the pipeline's quick teacher, so the two share its cache entry.
+   */
+  readonly teacher: TeacherSettings;
 }
 
-const QUICK_TEACHER: TeacherConfig = { ...defaultTeacherConfig("td3bc"), steps: 8_000, evalEvery: 0 };
+const QUICK_TEACHER: TeacherSettings = {
+  ...defaultTeacherConfig("td3bc"),
+  steps: 8_000,
+  evalEvery: 0,
+  source: "auto",
+};
 
 /** Named configurations: `quick` (the embedded data in minutes) and `full` (more seeds, levels, students). */
 export const DIVERSITY_PRESETS: Readonly<Record<string, DiversityConfig>> = {
@@ -115,7 +130,7 @@ export const DIVERSITY_PRESETS: Readonly<Record<string, DiversityConfig>> = {
     episodes: 10,
     load: { minTransitions: 5_000 },
     density: DEFAULT_DENSITY_CONFIG,
-    teacher: defaultTeacherConfig("td3bc"),
+    teacher: { ...defaultTeacherConfig("td3bc"), source: "auto" },
   },
 };
 
@@ -207,7 +222,12 @@ export function validateDiversityConfig(config: DiversityConfig): void {
   }
   subsetEvaluationStage.validate?.({ episodes: config.episodes, seed: config.seeds[0] });
   densityStage.validate?.(config.density);
-  if (config.targets.includes("teacher")) teacherStage.validate?.(config.teacher);
+  if (config.targets.includes("teacher")) {
+    if (typeof config.teacher.source !== "string" || config.teacher.source.trim() === "") {
+      fail("config", "teacher.source is empty", "train, auto, a .pt checkpoint or a saved teacher directory");
+    }
+    teacherStage.validate?.(trainingConfig(config.teacher));
+  }
   if (!Number.isInteger(config.load.minTransitions) || config.load.minTransitions < 1) {
     fail("config", `load.minTransitions = ${config.load.minTransitions} must be a positive integer`);
   }
@@ -274,13 +294,23 @@ export function runDiversityStudy(
   const levels = studyLevels(config);
   return pipe(
     checked(() => validateDiversityConfig(config)),
+    // An imported teacher is found (its checksums verified) before any work.
     TE.chain(() =>
+      TE.tryCatch(
+        async () => {
+          if (!config.targets.includes("teacher")) return undefined;
+          const path = await resolveTeacherSource(config.teacher.source, datasetName);
+          return path === "train" ? undefined : await locateTeacherSource(path);
+        },
+        (e): PipelineError => ({ ...toPipelineError(e), stage: "teacher" }),
+      )
+    ),
+    TE.bindTo("imported"),
+    TE.bind("located", () =>
       TE.tryCatch(
         () => locateDataset(datasetName, rt.progress),
         (e): PipelineError => ({ ...toPipelineError(e), stage: "load" }),
-      )
-    ),
-    TE.bindTo("located"),
+      )),
     TE.bind("dataset", ({ located }) =>
       runStage(rt, loadStage, {
         file: located.file,
@@ -300,15 +330,27 @@ export function runDiversityStudy(
       })
     ),
     TE.bind("density", ({ dataset }) => runStage(rt, densityStage, config.density, { dataset })),
-    TE.bind(
-      "teacher",
-      ({ dataset }) =>
-        config.targets.includes("teacher")
-          ? TE.map((a: Artifact<TeacherArtifact>) => a as Artifact<TeacherArtifact> | undefined)(
-            runStage(rt, teacherStage, config.teacher, { dataset }),
-          )
-          : TE.right(undefined),
-    ),
+    TE.bind("teacher", ({ dataset, imported }) =>
+      config.targets.includes("teacher")
+        ? pipe(
+          runStage(rt, teacherStage, teacherStageConfig(config.teacher, imported), { dataset }),
+          TE.chainFirst((teacher) =>
+            TE.tryCatch(async () => {
+              const d = dataset.value;
+              if (imported) {
+                checkImportedTeacher(teacher.value, imported.path, {
+                  name: datasetName,
+                  env: d.env,
+                  obsDim: d.obsDim,
+                  actDim: d.actDim,
+                });
+              }
+              await Promise.resolve();
+            }, (e): PipelineError => ({ ...toPipelineError(e), stage: "teacher" }))
+          ),
+          TE.map((a: Artifact<TeacherArtifact>) => a as Artifact<TeacherArtifact> | undefined),
+        )
+        : TE.right(undefined)),
     TE.bind("runs", ({ dataset, density, teacher }) =>
       TE.sequenceSeqArray(
         config.targets.flatMap((targets) =>

@@ -47,7 +47,18 @@ import {
 } from "../stages/evaluate.ts";
 import { loadStage, locateDataset, type LocatedDataset, type OfflineDataset } from "../stages/load.ts";
 import { PAPER_STUDENT, type StudentConfig } from "../stages/student.ts";
-import { defaultTeacherConfig, type TeacherConfig, teacherStage } from "../stages/teacher.ts";
+import { ENV_SPECS } from "../envs/specs.ts";
+import {
+  checkImportedTeacher,
+  defaultTeacherConfig,
+  locateTeacherSource,
+  readTeacherSource,
+  type TeacherConfig,
+  teacherImportConfig,
+  type TeacherSource,
+  teacherStage,
+  type TeacherStageConfig,
+} from "../stages/teacher.ts";
 import type { TeacherArtifact } from "../stages/teacher/model.ts";
 import { applyOverrides } from "./config.ts";
 
@@ -57,8 +68,8 @@ export interface PipelineConfig {
   readonly seeds: readonly number[];
   /** The load stage: the fewest usable transitions a dataset must have. */
   readonly load: { readonly minTransitions: number };
-  /** Offline RL for π* and q*. */
-  readonly teacher: TeacherConfig;
+  /** Offline RL for π* and q*, or the teacher to import instead (`source`). */
+  readonly teacher: TeacherSettings;
   /** The state density behind SDW's weights. */
   readonly density: DensityConfig;
   /** The student: the inner loop of distillation and every evaluated student. */
@@ -69,12 +80,24 @@ export interface PipelineConfig {
   readonly evaluate: EvaluateSettings;
 }
 
+/**
+ * The `teacher` section: the training settings and where the teacher comes from. `source` is
+ * `train` (train with these settings), `auto` (the dataset's shipped teacher when it has one — the
+ * embedded dataset's is {@link SHIPPED_TEACHER_DIR} — else train), a CORL / the authors' `.pt`
+ * checkpoint, or a saved teacher directory. An imported teacher is evaluated with `evalEpisodes`
+ * episodes of seed `seed`; the training settings do not apply to it.
+ */
+export type TeacherSettings = TeacherConfig & { readonly source: string };
+
+/** The embedded dataset's shipped teacher: a saved teacher directory, used by `--teacher auto` when present. */
+export const SHIPPED_TEACHER_DIR = "data/embedded/teacher";
+
 /** Named configurations: `quick` for a laptop demo, `paper` for the published settings. */
 export const PRESETS: Readonly<Record<string, PipelineConfig>> = {
   quick: {
     seeds: [0],
     load: { minTransitions: 5_000 },
-    teacher: { ...defaultTeacherConfig("td3bc"), steps: 8_000, evalEvery: 0 },
+    teacher: { ...defaultTeacherConfig("td3bc"), steps: 8_000, evalEvery: 0, source: "auto" },
     density: DEFAULT_DENSITY_CONFIG,
     student: { ...PAPER_STUDENT, steps: 20 },
     distill: QUICK_DISTILL,
@@ -93,7 +116,7 @@ export const PRESETS: Readonly<Record<string, PipelineConfig>> = {
   paper: {
     seeds: [0],
     load: { minTransitions: 5_000 },
-    teacher: { ...defaultTeacherConfig("td3bc"), steps: 1_000_000 },
+    teacher: { ...defaultTeacherConfig("td3bc"), steps: 1_000_000, source: "train" },
     density: DEFAULT_DENSITY_CONFIG,
     student: PAPER_STUDENT,
     distill: PAPER_DISTILL,
@@ -202,6 +225,8 @@ export interface StudyResult {
   readonly dataset: Artifact<OfflineDataset>;
   /** The teacher, when a method needed one. */
   readonly teacher?: Artifact<TeacherArtifact>;
+  /** The file the teacher was imported from, when it was not trained. */
+  readonly teacherFile?: string;
   /** The state densities, when an SDW method needed them. */
   readonly density?: Artifact<StateDensity>;
   /** Random selection and BC on the whole data, scored once for all methods and seeds. */
@@ -240,7 +265,16 @@ export function validateStudy(config: PipelineConfig, methods: readonly Method[]
     fail("config", `load.minTransitions = ${config.load.minTransitions} must be a positive integer`);
   }
   const objectives = methods.filter((m): m is Objective => m !== "random");
-  if (needsTeacher(objectives, config)) teacherStage.validate?.(config.teacher);
+  if (needsTeacher(objectives, config)) {
+    if (typeof config.teacher.source !== "string" || config.teacher.source.trim() === "") {
+      fail(
+        "config",
+        `teacher.source = ${JSON.stringify(config.teacher.source)} is empty`,
+        TEACHER_SOURCE_HINT,
+      );
+    }
+    teacherStage.validate?.(trainingConfig(config.teacher));
+  }
   if (objectives.some((o) => requirements(o).density)) densityStage.validate?.(config.density);
   for (const objective of objectives) {
     distillStage.validate?.(distillConfig(config, objective, config.seeds[0]));
@@ -251,6 +285,29 @@ export function validateStudy(config: PipelineConfig, methods: readonly Method[]
   if (!Number.isInteger(lastK) || lastK < 1) {
     fail("config", `evaluate.lastEvaluations = ${lastK} must be a positive integer`);
   }
+}
+
+const TEACHER_SOURCE_HINT =
+  "give --teacher train, auto, a CORL / authors' .pt checkpoint, or a saved teacher directory";
+
+/** The teacher stage's config for training: the section without `source`. */
+export function trainingConfig(settings: TeacherSettings): TeacherConfig {
+  const { source: _source, ...train } = settings;
+  return train;
+}
+
+/**
+ * Where a study's teacher comes from: `train`, or the path of a file to import. `auto` is the
+ * shipped teacher of the embedded dataset when {@link SHIPPED_TEACHER_DIR} exists, else `train`.
+ */
+export async function resolveTeacherSource(source: string, datasetName: string): Promise<"train" | string> {
+  if (source === "train") return "train";
+  if (source === "auto") {
+    const shipped = datasetName === "embedded" &&
+      await Deno.stat(SHIPPED_TEACHER_DIR).then((s) => s.isDirectory, () => false);
+    return shipped ? SHIPPED_TEACHER_DIR : "train";
+  }
+  return source;
 }
 
 function needsTeacher(objectives: readonly Objective[], config: PipelineConfig): boolean {
@@ -287,15 +344,36 @@ export function runStudy(
   const run = config.evaluate.run;
   const checked = <T>(what: () => T) =>
     TE.tryCatch(() => Promise.resolve().then(what), (e): PipelineError => toPipelineError(e));
+  const wantsTeacherStage = teacherWanted && reaches(until, "teacher");
   return pipe(
     checked(() => validateStudy(config, methods)),
     TE.chain(() =>
       TE.tryCatch(
-        () => locateDataset(datasetName, rt.progress),
-        (e): PipelineError => ({ ...toPipelineError(e), stage: "load" }),
+        () =>
+          wantsTeacherStage ? findTeacher(config.teacher.source, datasetName) : Promise.resolve(undefined),
+        (e): PipelineError => ({ ...toPipelineError(e), stage: "teacher" }),
       )
     ),
-    TE.bindTo("located"),
+    TE.bindTo("imported"),
+    TE.bind("located", () =>
+      TE.tryCatch(
+        () => locateDataset(datasetName, rt.progress),
+        (e): PipelineError => ({ ...toPipelineError(e), stage: "load" }),
+      )),
+    // Known environment: a teacher that cannot fit is refused before the dataset is read.
+    TE.chainFirst(({ imported, located }) =>
+      checked(() => {
+        if (imported && located.env) {
+          const spec = ENV_SPECS[located.env];
+          checkImportedTeacher(imported.bare, imported.source.path, {
+            name: datasetName,
+            env: located.env,
+            obsDim: spec.obsDim,
+            actDim: spec.actDim,
+          });
+        }
+      })
+    ),
     TE.bind(
       "dataset",
       ({ located }) =>
@@ -306,12 +384,27 @@ export function runStudy(
           minTransitions: config.load.minTransitions,
         }, {}),
     ),
-    TE.chainFirst(({ dataset }) => checked(() => validateAgainstData(config, dataset.value))),
+    TE.chainFirst(({ dataset, imported }) =>
+      checked(() => {
+        validateAgainstData(config, dataset.value);
+        const d = dataset.value;
+        if (imported) {
+          checkImportedTeacher(imported.bare, imported.source.path, {
+            name: datasetName,
+            env: d.env,
+            obsDim: d.obsDim,
+            actDim: d.actDim,
+          });
+        }
+      })
+    ),
     TE.bind(
       "teacher",
-      ({ dataset }) =>
-        teacherWanted && reaches(until, "teacher")
-          ? optional(runStage(rt, teacherStage, config.teacher, { dataset }))
+      ({ dataset, imported }) =>
+        wantsTeacherStage
+          ? optional(
+            runStage(rt, teacherStage, teacherStageConfig(config.teacher, imported?.source), { dataset }),
+          )
           : skipped,
     ),
     TE.bind(
@@ -336,8 +429,31 @@ export function runStudy(
           )
         ),
       )),
-    TE.map((r) => ({ datasetName, ...r })),
+    TE.map(({ imported, ...r }) => ({
+      datasetName,
+      ...r,
+      ...(imported && r.teacher ? { teacherFile: imported.source.path } : {}),
+    })),
   );
+}
+
+/** The teacher stage's config: training settings, or the import of `source`. */
+export function teacherStageConfig(settings: TeacherSettings, source?: TeacherSource): TeacherStageConfig {
+  return source ? teacherImportConfig(source, settings) : trainingConfig(settings);
+}
+
+/**
+ * The teacher to import, found and read before any work (a directory's checksums verified, a
+ * checkpoint parsed, without the dataset's statistics yet), or undefined when the study trains one.
+ */
+async function findTeacher(
+  setting: string,
+  datasetName: string,
+): Promise<{ source: TeacherSource; bare: TeacherArtifact } | undefined> {
+  const path = await resolveTeacherSource(setting, datasetName);
+  if (path === "train") return undefined;
+  const source = await locateTeacherSource(path);
+  return { source, bare: await readTeacherSource(source) };
 }
 
 /** Distill and evaluate one method for one seed (Random selection has nothing of its own: its score is a baseline). */

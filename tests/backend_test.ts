@@ -1,4 +1,7 @@
-/** The backend module: selection errors, and the wasm transposed-matmul fix against untransposed results. */
+/**
+ * The backend module: selection errors, and, without a BLAS (`OBD_BLAS=off`; blas_test.ts covers the
+ * BLAS kernels), the wasm transposed-matmul fix against untransposed results.
+ */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs";
 import { initBackend, requestedBackend } from "../numerics/backend.ts";
@@ -56,8 +59,9 @@ Deno.test("the tensorflow backend, when not installed, is an error that says how
   assert.match(result.hint ?? "", /deno install --allow-scripts npm:@tensorflow\/tfjs-node/);
 });
 
-Deno.test("wasm transposed matmuls (fixed kernels) equal untransposed products", async () => {
-  const info = await initBackend("wasm");
+Deno.test("wasm transposed matmuls (fixed kernels, no BLAS) equal untransposed products", async () => {
+  const info = await initBackend("wasm", { blas: "off" });
+  assert.ok(!("kind" in info) && info.label === "wasm", JSON.stringify(info));
   assert.ok(!("kind" in info), JSON.stringify(info));
   assert.equal(tf.getBackend(), "wasm");
   const rng = new Rng(7);
@@ -118,14 +122,14 @@ Deno.test("wasm transposed matmuls (fixed kernels) equal untransposed products",
   assert.ok(maxAbsDiff(fused, ref) < 1e-4);
 });
 
-Deno.test("gradients through the fixed kernels match the cpu backend", async () => {
+Deno.test("gradients through the fixed kernels (no BLAS) match the cpu backend", async () => {
   const rng = new Rng(11);
   const x = randomMatrix(rng, 16, 9);
   const w = randomMatrix(rng, 9, 7);
   const loss = (wt: tf.Tensor) =>
     tf.sum(tf.square(tf.relu(tf.matMul(tf.tensor2d(x, [16, 9]), wt as tf.Tensor2D))));
   const gradOn = async (backend: "wasm" | "cpu") => {
-    const info = await initBackend(backend);
+    const info = await initBackend(backend, { blas: "off" });
     assert.ok(!("kind" in info));
     return tf.tidy(() => tf.grad(loss)(tf.tensor2d(w, [9, 7])).dataSync());
   };

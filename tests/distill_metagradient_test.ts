@@ -154,37 +154,57 @@ function relativeDifference(a: ArrayLike<number>, b: ArrayLike<number>): number 
 
 await initBackend("wasm");
 
-Deno.test("meta-gradient equals central finite differences of a float64 re-implementation", () => {
-  const p = problem(1, [3, 6, 5, 2], 4, 7, 5, 0.5);
-  const got = ours(p);
-  const x = Float64Array.from(p.x), y = Float64Array.from(p.y);
-  const eps = 1e-5;
-  const fd = (v: Float64Array, i: number) => {
-    const keep = v[i];
-    v[i] = keep + eps;
-    const up = outerLoss64(p, x, y);
-    v[i] = keep - eps;
-    const down = outerLoss64(p, x, y);
-    v[i] = keep;
-    return (up - down) / (2 * eps);
-  };
-  const fdX = Array.from(x, (_, i) => fd(x, i));
-  const fdY = Array.from(y, (_, i) => fd(y, i));
-  assert.ok(Math.abs(got.outer - outerLoss64(p, x, y)) < 1e-5 * Math.abs(got.outer));
-  assert.ok(Math.max(...fdX.map(Math.abs)) > 1e-4, "a meaningful gradient");
-  const relX = relativeDifference(got.dx, fdX), relY = relativeDifference(got.dy, fdY);
-  assert.ok(relX < 1e-3, `states: relative difference ${relX}`);
-  assert.ok(relY < 1e-3, `actions: relative difference ${relY}`);
-});
+/**
+ * Runs `check` with the matmuls on the system BLAS (tests/setup-debian.sh installs OpenBLAS) and on
+ * pure wasm (`OBD_BLAS=off`), then leaves the BLAS on for the tests after it.
+ */
+async function onBothMatMulPaths(check: (path: string) => void | Promise<void>): Promise<void> {
+  try {
+    for (const blas of ["off", "auto"]) {
+      const info = await initBackend("wasm", { blas });
+      assert.ok(!("kind" in info), JSON.stringify(info));
+      assert.ok(blas === "off" ? info.label === "wasm" : info.label.startsWith("wasm+"), info.label);
+      await check(info.label);
+    }
+  } finally {
+    await initBackend("wasm", { blas: "auto" });
+  }
+}
+
+Deno.test("meta-gradient equals central finite differences of a float64 re-implementation", () =>
+  onBothMatMulPaths((path) => {
+    const p = problem(1, [3, 6, 5, 2], 4, 7, 5, 0.5);
+    const got = ours(p);
+    const x = Float64Array.from(p.x), y = Float64Array.from(p.y);
+    const eps = 1e-5;
+    const fd = (v: Float64Array, i: number) => {
+      const keep = v[i];
+      v[i] = keep + eps;
+      const up = outerLoss64(p, x, y);
+      v[i] = keep - eps;
+      const down = outerLoss64(p, x, y);
+      v[i] = keep;
+      return (up - down) / (2 * eps);
+    };
+    const fdX = Array.from(x, (_, i) => fd(x, i));
+    const fdY = Array.from(y, (_, i) => fd(y, i));
+    assert.ok(Math.abs(got.outer - outerLoss64(p, x, y)) < 1e-5 * Math.abs(got.outer));
+    assert.ok(Math.max(...fdX.map(Math.abs)) > 1e-4, "a meaningful gradient");
+    const relX = relativeDifference(got.dx, fdX), relY = relativeDifference(got.dy, fdY);
+    assert.ok(relX < 1e-3, `${path}: states: relative difference ${relX}`);
+    assert.ok(relY < 1e-3, `${path}: actions: relative difference ${relY}`);
+  }));
 
 Deno.test("meta-gradient equals PyTorch's double backward (authors' structure) for T = 5", async () => {
   const p = problem(2, [11, 64, 64, 64, 3], 32, 128, 5, 0.1);
-  const got = ours(p);
   const ref = await pythonPeer(p);
-  const relX = relativeDifference(got.dx, ref.dx), relY = relativeDifference(got.dy, ref.dy);
-  assert.ok(Math.abs(got.outer - ref.outer) < 1e-5 * ref.outer);
-  assert.ok(relX < 1e-3, `states: relative difference ${relX}`);
-  assert.ok(relY < 1e-3, `actions: relative difference ${relY}`);
+  await onBothMatMulPaths((path) => {
+    const got = ours(p);
+    const relX = relativeDifference(got.dx, ref.dx), relY = relativeDifference(got.dy, ref.dy);
+    assert.ok(Math.abs(got.outer - ref.outer) < 1e-5 * ref.outer, path);
+    assert.ok(relX < 1e-3, `${path}: states: relative difference ${relX}`);
+    assert.ok(relY < 1e-3, `${path}: actions: relative difference ${relY}`);
+  });
 });
 
 async function pythonPeer(p: Problem): Promise<{ dx: number[]; dy: number[]; outer: number }> {

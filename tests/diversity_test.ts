@@ -243,7 +243,7 @@ Deno.test("teacher targets are the teacher's deterministic actions on the subset
       subsets: ["random"],
       targets: ["data", "teacher"],
       levels: { steps: [2], width: [8] },
-      teacher: { ...TINY.teacher, steps: 20, evalEpisodes: 1 },
+      teacher: { ...TINY.teacher, steps: 20, evalEpisodes: 1, source: "train" },
     };
     const result = await runDiversityStudy(rt, "embedded", config, "subset")();
     if (result._tag === "Left") throw new Error(result.left.message);

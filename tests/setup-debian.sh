@@ -6,8 +6,11 @@
 #   - notebook tests (tests/notebooks_test.ts): nbconvert and nbclient, which execute notebooks/*.ipynb
 #     headless with the Deno kernel. The kernelspec itself is installed by that test, into a temporary
 #     directory, for the very deno binary that runs the tests (`deno jupyter --install`).
+#   - native matmuls (tests/blas_test.ts): OpenBLAS's pthread build at the path the tasks grant, checked
+#     on its own since torch may have come with another BLAS flavour.
 set -eu
 REFERENCE_PACKAGES="python3-h5py python3-sklearn python3-torch libopenblas0-pthread"
+OPENBLAS=/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0
 NOTEBOOK_PACKAGES="jupyter-nbconvert python3-nbclient"
 
 imports() { [ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import $1" 2>/dev/null; }
@@ -15,6 +18,10 @@ imports() { [ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import $1" 2>/dev/nu
 PACKAGES=""
 imports "h5py, sklearn, torch" || PACKAGES="$REFERENCE_PACKAGES"
 imports "nbconvert, nbclient, jupyter_client" || PACKAGES="$PACKAGES $NOTEBOOK_PACKAGES"
+# x86_64 only: elsewhere the BLAS tests name the path they miss.
+if [ "$(uname -m)" = x86_64 ] && [ ! -e "$OPENBLAS" ]; then
+  case " $PACKAGES " in *" libopenblas0-pthread "*) ;; *) PACKAGES="$PACKAGES libopenblas0-pthread" ;; esac
+fi
 # Unquoted on purpose: word splitting trims the list.
 PACKAGES=$(echo $PACKAGES)
 if [ -z "$PACKAGES" ]; then

@@ -9,6 +9,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
+import { activeBlas } from "../../numerics/blas_kernels.ts";
 import { mlpTensors, type MlpWeights, tidyPlain } from "../../numerics/mlp.ts";
 import {
   type AllReduce,
@@ -316,7 +317,11 @@ export class MetaGradientPool {
     });
     const pool = new MetaGradientPool(threads, workers);
     try {
-      const replies = await Promise.all(workers.map((w) => pool.#request(w, { kind: "init", backend })));
+      // Workers compute with the caller's BLAS (the same library, or none), whatever their env says.
+      const blas = backend === "wasm" ? activeBlas()?.path ?? "off" : undefined;
+      const replies = await Promise.all(
+        workers.map((w) => pool.#request(w, { kind: "init", backend, blas })),
+      );
       const failed = replies.find((r) => !r.ok);
       if (failed && !failed.ok) throw new Error(`meta-gradient worker failed to start: ${failed.error}`);
     } catch (e) {

@@ -11,14 +11,14 @@
 import { type BackendName, initBackend } from "../../numerics/backend.ts";
 import { abortJob, runWorkerJob, type WorkerJob, type WorkerReply } from "./metagradient_pool.ts";
 
-type Message = { kind: "init"; backend: BackendName } | WorkerJob;
+type Message = { kind: "init"; backend: BackendName; blas?: string } | WorkerJob;
 
 self.onmessage = async (e: MessageEvent<Message>) => {
   const msg = e.data;
   let reply: WorkerReply;
   try {
     if (msg.kind === "init") {
-      const info = await initBackend(msg.backend);
+      const info = await initBackend(msg.backend, msg.blas === undefined ? {} : { blas: msg.blas });
       if ("kind" in info) throw new Error(info.message);
       reply = {
         ok: true,

@@ -19,7 +19,7 @@
 import { writeAtomic } from "../../core/atomic.ts";
 import * as tf from "@tensorflow/tfjs";
 import { dirname, join } from "node:path";
-import type { EnvName } from "../../envs/locomotion.ts";
+import type { EnvName } from "../../envs/specs.ts";
 import type { BatchPolicy } from "../../envs/rollout.ts";
 import { fail } from "../../core/errors.ts";
 import { sha256Hex } from "../../core/hash.ts";
@@ -84,6 +84,14 @@ export interface TeacherEvaluation {
   readonly returns: Float64Array;
 }
 
+/** One intermediate evaluation of a teacher during training. */
+export interface TeacherCurvePoint {
+  /** Gradient steps done. */
+  readonly step: number;
+  /** Mean normalized return of the evaluation episodes. */
+  readonly normalizedScore: number;
+}
+
 /** A teacher as a plain value: what the stage caches and what the directory format holds. */
 export interface TeacherArtifact {
   /** Always {@link TEACHER_FORMAT}. */
@@ -110,8 +118,15 @@ export interface TeacherArtifact {
   readonly actor: TeacherActor;
   /** q*(s, a): critic 1 on concat(normalized s, a). */
   readonly critic: MlpWeights;
-  /** Gradient steps and wall-clock seconds of training (0 when unknown). */
-  readonly training: { readonly steps: number; readonly seconds: number };
+  /**
+   * Gradient steps and wall-clock seconds of training (0 when unknown), and the intermediate
+   * evaluations (every `evalEvery` steps) when it was trained here with them.
+   */
+  readonly training: {
+    readonly steps: number;
+    readonly seconds: number;
+    readonly curve?: readonly TeacherCurvePoint[];
+  };
   /** The final evaluation, or null when none was run. */
   readonly evaluation: TeacherEvaluation | null;
 }
@@ -361,7 +376,27 @@ export function checkTeacherFitsDataset(
 
 /** The index file of a saved teacher. */
 export const TEACHER_JSON = "teacher.json";
+/**
+ * The checksum manifest of a saved teacher: one `<sha256>  <file>` line per file of the directory
+ * (`sha256sum`'s format, so `sha256sum -c SHA256SUMS` checks it too), teacher.json included.
+ */
+export const TEACHER_MANIFEST = "SHA256SUMS";
 
+/** How a saved teacher was made, recorded in its teacher.json (absent for imports and older saves). */
+export interface TeacherProvenance {
+  /** The command line that made it, e.g. `["deno", "task", "teacher", "train", "embedded", …]`. */
+  readonly command: readonly string[];
+  /** The toolkit's version and the teacher stage's code version. */
+  readonly codeVersion: { readonly tool: string; readonly teacherStage: string };
+  /** The dataset it was trained on, as named and by content. */
+  readonly dataset: { readonly name: string; readonly file: string; readonly sha256: string };
+  /** The teacher stage's full config (its seed included). */
+  readonly config: Readonly<Record<string, unknown>>;
+  /** The teacher stage's cache key. */
+  readonly cacheKey: string;
+  /** When it was saved (ISO 8601). */
+  readonly createdAt: string;
+}
 interface SavedArray {
   readonly file: string;
   readonly shape: number[];
@@ -380,10 +415,15 @@ function bytesOf(a: Float32Array): Uint8Array {
 /**
  * Writes `artifact` to `dir` (which must not exist) as `teacher.json` (format, version, algorithm,
  * dimensions, normalization, architecture, facts) and `actor.<i>.weight.bin`-style files holding
- * float32 little-endian values, weights [in, out] row-major. Written atomically (`core/atomic.ts`),
+ * float32 little-endian values, weights [in, out] row-major, with `provenance` when given, and the
+ * checksum manifest {@link TEACHER_MANIFEST} of every file. Written atomically (`core/atomic.ts`),
  * so `dir` is complete or absent.
  */
-export async function saveTeacherDir(dir: string, artifact: TeacherArtifact): Promise<void> {
+export async function saveTeacherDir(
+  dir: string,
+  artifact: TeacherArtifact,
+  provenance?: TeacherProvenance,
+): Promise<void> {
   validateArtifact(artifact);
   if (await Deno.stat(dir).then(() => true, () => false)) {
     fail("io", `${dir} already exists`, "choose another --out or delete it; results are never overwritten");
@@ -429,12 +469,97 @@ export async function saveTeacherDir(dir: string, artifact: TeacherArtifact): Pr
         returns: Array.from(evaluation.returns),
       },
     };
-    await Deno.writeTextFile(join(tmp, TEACHER_JSON), JSON.stringify(index, null, 2) + "\n");
+    const json = JSON.stringify(provenance ? { ...index, provenance } : index, null, 2) + "\n";
+    await Deno.writeTextFile(join(tmp, TEACHER_JSON), json);
+    const lines = [];
+    for (const name of [...await Array.fromAsync(Deno.readDir(tmp))].map((e) => e.name).sort()) {
+      lines.push(`${await sha256Hex(await Deno.readFile(join(tmp, name)))}  ${name}\n`);
+    }
+    await Deno.writeTextFile(join(tmp, TEACHER_MANIFEST), lines.join(""));
   }, { replace: false });
 }
 
-/** Reads a directory written by {@link saveTeacherDir}, verifying every file's size and sha256. */
+/**
+ * Checks a saved teacher against its manifest before anything reads it: the manifest must exist,
+ * every file it lists must exist with its sha256, and no file may be unlisted. Errors name the file
+ * and the expected value. Returns the directory's digest: the sha256 of the manifest, which
+ * identifies every file's content.
+ */
+export async function verifyTeacherDir(dir: string): Promise<string> {
+  const manifestPath = join(dir, TEACHER_MANIFEST);
+  const isDir = await Deno.stat(dir).then((s) => s.isDirectory, () => false);
+  if (!isDir) {
+    fail(
+      "input",
+      `teacher directory ${dir} does not exist`,
+      "give a directory written by `deno task teacher train --out` or `teacher import --out`",
+    );
+  }
+  const text = await Deno.readTextFile(manifestPath).catch(() =>
+    fail(
+      "input",
+      `${manifestPath} is missing: ${dir} has no checksum manifest`,
+      "save the teacher again with `deno task teacher train|import --out`",
+    )
+  );
+  const listed = new Map<string, string>();
+  text.split("\n").filter((l) => l.trim() !== "").forEach((line, i) => {
+    const m = line.match(/^([0-9a-f]{64}) [ *](.+)$/);
+    if (!m || m[2].includes("/")) {
+      fail(
+        "input",
+        `${manifestPath}, line ${i + 1}, is not "<sha256>  <file name>"`,
+        "save the teacher again",
+      );
+    }
+    listed.set(m[2], m[1]);
+  });
+  if (!listed.has(TEACHER_JSON)) {
+    fail("input", `${manifestPath} does not list ${TEACHER_JSON}`, "save the teacher again");
+  }
+  for (const [name, expected] of listed) {
+    const path = join(dir, name);
+    const bytes = await Deno.readFile(path).catch(() =>
+      fail(
+        "input",
+        `${path} is missing (${TEACHER_MANIFEST} expects sha256 ${expected})`,
+        "restore the file or save the teacher again",
+      )
+    );
+    const got = await sha256Hex(bytes);
+    if (got !== expected) {
+      fail(
+        "checksum",
+        `${path} has sha256 ${got}, but ${TEACHER_MANIFEST} expects ${expected}`,
+        "the file was changed or damaged; restore it or save the teacher again",
+      );
+    }
+  }
+  for await (const entry of Deno.readDir(dir)) {
+    if (entry.name !== TEACHER_MANIFEST && !listed.has(entry.name)) {
+      fail(
+        "input",
+        `${join(dir, entry.name)} is not listed in ${TEACHER_MANIFEST}`,
+        "remove it, or save the teacher again",
+      );
+    }
+  }
+  return await sha256Hex(text);
+}
+
+/** The provenance recorded in a saved teacher (verified against its manifest), or null when it has none. */
+export async function readTeacherProvenance(dir: string): Promise<TeacherProvenance | null> {
+  await verifyTeacherDir(dir);
+  const index = JSON.parse(await Deno.readTextFile(join(dir, TEACHER_JSON)));
+  return index.provenance ?? null;
+}
+
+/**
+ * Reads a directory written by {@link saveTeacherDir}: checks the manifest first
+ * ({@link verifyTeacherDir}), then every weight file's size and sha256 against teacher.json.
+ */
 export async function loadTeacherDir(dir: string): Promise<TeacherArtifact> {
+  await verifyTeacherDir(dir);
   const indexPath = join(dir, TEACHER_JSON);
   const text = await Deno.readTextFile(indexPath).catch((e) =>
     fail(
@@ -488,7 +613,7 @@ export async function loadTeacherDir(dir: string): Promise<TeacherArtifact> {
     return { sizes: net.sizes, weights, biases };
   };
   const actorNet = await readNet(index.actor);
-  const { encoding: _encoding, ...facts } = index;
+  const { encoding: _encoding, provenance: _provenance, ...facts } = index;
   const artifact: TeacherArtifact = {
     ...facts,
     stateMean: Float32Array.from(index.stateMean),

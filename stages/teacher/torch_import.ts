@@ -20,7 +20,7 @@
 
 import { fail } from "../../core/errors.ts";
 import { fromTorchLinear, type MlpWeights } from "../../numerics/mlp.ts";
-import type { EnvName } from "../../envs/locomotion.ts";
+import type { EnvName } from "../../envs/specs.ts";
 import { CORL_GAUSSIAN_HEAD, TEACHER_FORMAT, TEACHER_FORMAT_VERSION, type TeacherArtifact } from "./model.ts";
 
 // ---------------------------------------------------------------------------------------------
