@@ -270,6 +270,15 @@ async function main(args: string[]): Promise<void> {
       pipelineError("config", `--force ${unknown}: no such stage`, `stages: ${STAGES.join(", ")}`),
     );
   }
+  if (force.length && v.executor !== undefined) {
+    exitWithError(
+      pipelineError(
+        "config",
+        "--force with --executor would recompute the stage in every task",
+        "run with --force once without --executor (or clear that stage's cache directory), then the grid",
+      ),
+    );
+  }
   const backendName = requestedBackend(v.backend as string | undefined, Deno.env.get(BACKEND_ENV));
   if (isError(backendName)) exitWithError(backendName);
   const cacheRoot = (v["cache-dir"] as string | undefined) ?? "data/cache";
@@ -311,7 +320,7 @@ async function main(args: string[]): Promise<void> {
   const rt = createRuntime({
     cacheRoot,
     backend: backend.label,
-    force: v.executor !== undefined ? [] : force,
+    force,
     progress: run.progress,
     metrics: run.metrics,
     report: (l) => console.error(`  ${l}`),
