@@ -47,6 +47,7 @@ import {
   checkImportedTeacher,
   defaultTeacherConfig,
   locateTeacherSource,
+  type TeacherConfig,
   teacherStage,
 } from "../stages/teacher.ts";
 import type { TeacherArtifact } from "../stages/teacher/model.ts";
@@ -87,10 +88,10 @@ export interface DiversityConfig {
    * `auto`, a checkpoint or a saved teacher directory, as the pipeline's `teacher.source`). The quick
    * preset's is the pipeline's quick teacher, so the two share its cache entry.
    */
-  readonly teacher: TeacherSettings;
+  readonly teacher: TeacherConfig & { readonly source: string };
 }
 
-const QUICK_TEACHER: TeacherSettings = {
+const QUICK_TEACHER: DiversityConfig["teacher"] = {
   ...defaultTeacherConfig("td3bc"),
   steps: 8_000,
   evalEvery: 0,
