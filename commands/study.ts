@@ -15,7 +15,7 @@ import { join, resolve } from "node:path";
 import { helpText, parseCommandLine } from "../core/cli.ts";
 import { pipelineError, toPipelineError } from "../core/errors.ts";
 import { createRuntime } from "../core/runtime.ts";
-import { taskPermissions, widenPermissions } from "../grid/permissions.ts";
+import { taskPermissions, workerPermissions } from "../grid/permissions.ts";
 import { runLocal } from "../grid/local.ts";
 import { runSlurm, slurmScript } from "../grid/slurm_executor.ts";
 import { EXECUTORS, type GridSpec, type GridTask, shellQuote } from "../grid/spec.ts";
@@ -156,11 +156,12 @@ async function runAsGrid(
   if (!(EXECUTORS as readonly string[]).includes(executor)) {
     throw pipelineError("config", `--executor ${executor} is unknown`, `choose ${EXECUTORS.join(" or ")}`);
   }
-  // Workers get the study task's permissions but may not start processes themselves.
-  const flags = widenPermissions(
+  // Workers get the study task's permissions, widened to a cache or dataset outside them as the
+  // grid's are, but may not start processes themselves.
+  const flags = workerPermissions(
     taskPermissions(await Deno.readTextFile(new URL("../deno.json", import.meta.url)), "study")
       .filter((f) => !f.startsWith("--allow-run")),
-    { read: ["/etc/hostname"] },
+    { cacheDir, datasets: [dataset] },
   );
   const tasks: GridTask[] = [];
   const commands = new Map<number, string[]>();
@@ -282,7 +283,19 @@ async function main(args: string[]): Promise<void> {
   const backendName = requestedBackend(v.backend as string | undefined, Deno.env.get(BACKEND_ENV));
   if (isError(backendName)) exitWithError(backendName);
   const cacheRoot = (v["cache-dir"] as string | undefined) ?? "data/cache";
-  const run = openRun(`diversity-${dataset.split("/").pop()}`, v["run-dir"] as string | undefined);
+  let run: ReturnType<typeof openRun>;
+  try {
+    run = openRun(`diversity-${dataset.split("/").pop()}`, v["run-dir"] as string | undefined);
+  } catch (e) {
+    const cause = toPipelineError(e);
+    exitWithError(
+      pipelineError(
+        "config",
+        `cannot open the run directory ${v["run-dir"] ?? "under data/runs"}: ${cause.message}`,
+        "the study task may write only under data/: give --run-dir data/…",
+      ),
+    );
+  }
   console.error(`study diversity: dataset ${dataset}, cache ${cacheRoot}, run ${run.dir}`);
   console.error(`config: ${JSON.stringify(config)}`);
   run.metrics.log({ event: "start", study: "diversity", dataset, config });
