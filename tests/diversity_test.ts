@@ -281,3 +281,65 @@ Deno.test("the command refuses bad options in one line before any work", async (
     assert.ok(out.stderr.includes(part), `${part} not in: ${out.stderr}`);
   }
 });
+
+Deno.test("the study as local grid tasks: one task per subset, the report read back from the cache; a Slurm dry run", async () => {
+  const cache = `data/test-diversity-${crypto.randomUUID().slice(0, 8)}`;
+  const runDir = `${cache}/run`;
+  const tiny = [
+    "diversity",
+    "embedded",
+    "--quick",
+    "--size",
+    "32",
+    "--subsets",
+    "quality,kcenter",
+    "--students",
+    "1",
+    "--episodes",
+    "1",
+    "--set",
+    "levels.steps=2,5",
+    "--set",
+    "levels.width=8,8",
+    "--set",
+    "student.hiddenLayers=1",
+    "--cache-dir",
+    cache,
+  ];
+  try {
+    const out = await runUnderTask("study", "commands/study.ts", [
+      ...tiny,
+      "--executor",
+      "local",
+      "--workers",
+      "2",
+      "--run-dir",
+      runDir,
+    ]);
+    assert.equal(out.code, 0, out.stderr.slice(-3000));
+    const summary = JSON.parse(out.stdout.trim().split("\n").pop()!);
+    assert.deepEqual(summary.stagesComputed, {}, "the tasks computed everything; the report only reads");
+    assert.equal(summary.points.length, 4);
+    const logs = [...Deno.readDirSync(`${runDir}/tasks`)].map((e) => e.name).filter((n) =>
+      n.endsWith(".log")
+    );
+    assert.deepEqual(logs.sort(), ["000-quality-data-s0.log", "001-kcenter-data-s0.log"]);
+    assert.ok((await Deno.readTextFile(`${runDir}/report.md`)).includes("Diversity (k-center)"));
+    const dry = await runUnderTask("study", "commands/study.ts", [
+      ...tiny,
+      "--seeds",
+      "0,1",
+      "--executor",
+      "slurm",
+      "--dry-run",
+      "--run-dir",
+      `${cache}/dry`,
+    ]);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.match(dry.stdout, /#SBATCH --array=0,1,2,3|#SBATCH --array=0-3/);
+    for (let i = 0; i < 4; i++) assert.ok(dry.stdout.includes(`  ${i}) exec `), `task ${i} in the script`);
+    assert.ok(!dry.stdout.includes("--allow-run"), "workers start no processes");
+  } finally {
+    await Deno.remove(cache, { recursive: true }).catch(() => {});
+  }
+});
