@@ -18,7 +18,13 @@ export { type ResumableLoop, runResumable } from "./core/loop.ts";
 export { writeAtomic, writeFileAtomic, writeJsonAtomic } from "./core/atomic.ts";
 export { ArtifactCache, type Manifest } from "./core/cache.ts";
 export { type ErrorKind, formatError, type PipelineError, pipelineError } from "./core/errors.ts";
-export { type BackendInfo, type BackendName, BACKENDS, initBackend } from "./numerics/backend.ts";
+export {
+  type BackendInfo,
+  type BackendName,
+  type BackendOptions,
+  BACKENDS,
+  initBackend,
+} from "./numerics/backend.ts";
 export { consoleProgress, type Progress, type ProgressFactory, silentProgress } from "./core/progress.ts";
 export { fileMetricsLog, memoryMetricsLog, type MetricsLog } from "./core/metrics.ts";
 export { directoryCheckpoint, loadCheckpoint, saveCheckpoint } from "./core/checkpoint.ts";
@@ -33,10 +39,12 @@ export {
   presetConfig,
   PRESETS,
   runStudy,
+  SHIPPED_TEACHER_DIR,
   STAGE_NAMES,
   type StageName,
   type StudyOptions,
   type StudyResult,
+  type TeacherSettings,
   UNTIL_STAGES,
   type UntilStage,
   validateStudy,
@@ -76,11 +84,25 @@ export {
   loadStage,
   locateDataset,
   type LocatedDataset,
+  type LocateOptions,
   normalizeStates,
   type OfflineDataset,
+  scoreScale,
 } from "./stages/load.ts";
-export { defaultTeacherConfig, type TeacherConfig, teacherStage } from "./stages/teacher.ts";
-export { type Teacher, type TeacherArtifact, teacherFromArtifact } from "./stages/teacher/model.ts";
+export {
+  defaultTeacherConfig,
+  type TeacherConfig,
+  type TeacherImportConfig,
+  type TeacherImportKind,
+  teacherStage,
+  type TeacherStageConfig,
+} from "./stages/teacher.ts";
+export {
+  type Teacher,
+  type TeacherArtifact,
+  type TeacherCurvePoint,
+  teacherFromArtifact,
+} from "./stages/teacher/model.ts";
 export {
   distill,
   type DistillConfig,
@@ -108,6 +130,7 @@ export {
 } from "./stages/student.ts";
 export { fitStudent } from "./stages/student_fit.ts";
 export { randomRealSet, type SyntheticSet, validateSyntheticSet } from "./stages/synset.ts";
+export { readSynsetFile, type SynsetFile, writeSynsetFile } from "./stages/synset_file.ts";
 export { episodeSeed, meanScore, type PolicyScores, scoreSet, studentSeed } from "./stages/scores.ts";
 export {
   evaluate,
@@ -196,7 +219,18 @@ export {
 } from "./report/diversity.ts";
 
 // Environments and datasets
-export { ENV_NAMES, ENV_SPECS, type EnvName, normalizedScore } from "./envs/specs.ts";
+export {
+  ALL_ENV_NAMES,
+  type D4rlEnvName,
+  ENV_NAMES,
+  ENV_SPECS,
+  envBody,
+  type EnvName,
+  envOfGymId,
+  normalizedScore,
+  V5_ENV_NAMES,
+  type V5EnvName,
+} from "./envs/specs.ts";
 export { LocomotionEnv, VecLocomotionEnv } from "./envs/locomotion.ts";
 export {
   episodeReturns,
@@ -276,7 +310,7 @@ export type { Td3bcConfig } from "./stages/teacher/td3bc.ts";
 export type { CalqlConfig } from "./stages/teacher/calql.ts";
 export type { EnvSpec } from "./envs/specs.ts";
 export type { StepResult, VecStepResult } from "./envs/locomotion.ts";
-export type { BatchPolicy, Evaluation } from "./envs/rollout.ts";
+export type { BatchPolicy, Evaluation, ScoreReference } from "./envs/rollout.ts";
 export type {
   D4rlDataset,
   D4rlDatasetInfo,

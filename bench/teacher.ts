@@ -2,8 +2,10 @@
  * Teacher benchmarks on the current backend (`OBD_BACKEND`, default wasm), as JSON lines.
  *
  * Speed (default): gradient steps per second of TD3+BC and Cal-QL with their default networks and
- * batch 256 on the embedded Hopper dataset, after warm-up steps:
- *   {"bench":"teacher","algorithm":"td3bc","backend":"wasm","threads":2,"steps":N,"seconds":s,"stepsPerSecond":x}
+ * batch 256 on the embedded Hopper dataset, after warm-up steps; TD3+BC also against the PyTorch
+ * peer in CORL's structure (bench/peers/td3bc_peer.py) on as many threads as ours, in the same run:
+ *   {"bench":"teacher","algorithm":"td3bc","backend":"wasm+openblas-0.3.21","engine":"host",…,
+ *    "stepsPerSecond":x,"peerStepsPerSecond":y,"ratio":x/y}
  *
  * Quality (`--quality`, issue #4's bar): the dataset's mean episode; BC on the whole dataset as the
  * pipeline's baseline trains it, at each budget of `--bc-steps` (default 1000,3000,10000;
@@ -14,7 +16,7 @@
  *   {"bench":"teacher-quality","policy":"td3bc","step":N,"normalizedScore":x}
  *   {"bench":"teacher-quality","summary":true,"teacherLastThree":x,"bestBc":y,"teacherOverBestBc":r,…}
  *
- * Usage: deno task bench teacher [--td3bc-steps N] [--calql-steps N]
+ * Usage: deno task bench teacher [--td3bc-steps N] [--calql-steps N] [--no-peer]
  *        deno task bench teacher --quality [--steps N] [--eval-every N] [--bc-steps N,…] [--bc-policies K] [--bc-lr x] [--seed S]
  * @module
  */
@@ -93,6 +95,39 @@ function time(step: (t: number) => void, warmup: number, steps: number): number 
   return (performance.now() - t0) / 1000;
 }
 
+/**
+ * The PyTorch TD3+BC peer on the same thread count as ours (one: tfjs-wasm and the BLAS both run
+ * single-threaded), under the same environment (OPENBLAS_CORETYPE included); or why it did not run.
+ */
+function td3bcPeer(steps: number, obsDim: number, actDim: number, n: number, batch: number) {
+  try {
+    const out = new Deno.Command("/usr/bin/python3", {
+      args: [
+        "bench/peers/td3bc_peer.py",
+        String(steps),
+        "20",
+        "1",
+        String(obsDim),
+        String(actDim),
+        String(n),
+        String(batch),
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).outputSync();
+    if (!out.success) {
+      return `peer unavailable: ${new TextDecoder().decode(out.stderr).trim().split("\n").pop()}`;
+    }
+    return JSON.parse(new TextDecoder().decode(out.stdout)) as {
+      steps_per_second: number;
+      threads: number;
+      torch: string;
+    };
+  } catch (e) {
+    return `peer unavailable: ${(e as Error).message}`;
+  }
+}
+
 function benchSpeed(): void {
   const td3Steps = intArg("--td3bc-steps", 200);
   if (td3Steps > 0) {
@@ -109,14 +144,26 @@ function benchSpeed(): void {
       20,
       td3Steps,
     );
+    const engine = learner.engine;
     learner.dispose();
+    const peer = Deno.args.includes("--no-peer")
+      ? undefined
+      : td3bcPeer(td3Steps, data.obsDim, data.actDim, data.n, hyper.batchSize);
+    const ours = td3Steps / seconds;
     report({
       bench: "teacher",
       algorithm: "td3bc",
+      engine,
       batchSize: hyper.batchSize,
       steps: td3Steps,
       seconds: +seconds.toFixed(3),
-      stepsPerSecond: +(td3Steps / seconds).toFixed(2),
+      stepsPerSecond: +ours.toFixed(2),
+      ...(peer === undefined ? {} : typeof peer === "string" ? { peerNote: peer } : {
+        peerStepsPerSecond: +peer.steps_per_second.toFixed(2),
+        peerThreads: peer.threads,
+        peerTorch: peer.torch,
+        ratio: +(ours / peer.steps_per_second).toFixed(3),
+      }),
     });
   }
   const calqlSteps = intArg("--calql-steps", 10);

@@ -20,7 +20,7 @@ import { writeD4rlFile } from "../datasets/hdf5.ts";
 import { helpText, parseCommandLine } from "../core/cli.ts";
 import { pipelineError, toPipelineError } from "../core/errors.ts";
 import { TOOL_VERSION } from "../core/version.ts";
-import { exitWithError, isError, openRun } from "./common.ts";
+import { checkedOutput, exitWithError, isError, openRun, runCommand } from "./common.ts";
 
 const OPTIONS = {
   out: { type: "string", help: "output HDF5 file (under data/; required)" },
@@ -66,7 +66,7 @@ async function main(args: string[]): Promise<void> {
     return;
   }
   const [env, kind] = parsed.positionals;
-  if (!ENV_NAMES.includes(env as EnvName)) {
+  if (!(ENV_NAMES as readonly string[]).includes(env)) {
     exitWithError(pipelineError("config", `unknown environment "${env ?? ""}"`, `usage: ${USAGE}`));
   }
   if (!DATASET_KINDS.includes(kind as DatasetKind)) {
@@ -88,6 +88,7 @@ async function main(args: string[]): Promise<void> {
       ),
     );
   }
+  checkedOutput(out, "--out");
   if (await Deno.stat(out).then(() => true, () => false)) {
     exitWithError(
       pipelineError(
@@ -185,4 +186,4 @@ async function main(args: string[]): Promise<void> {
   }
 }
 
-if (import.meta.main) await main(Deno.args);
+if (import.meta.main) await runCommand(main);

@@ -4,14 +4,43 @@
  * @module
  */
 
-import { formatError, type PipelineError } from "../core/errors.ts";
+import { formatError, type PipelineError, toPipelineError } from "../core/errors.ts";
 import { fileMetricsLog, type MetricsLog } from "../core/metrics.ts";
 import { consoleProgress, type ProgressFactory } from "../core/progress.ts";
+import { checkOutputPath } from "../core/paths.ts";
 
 /** Prints `error` as one line on stderr and exits with status 1 (2 for usage errors). */
 export function exitWithError(error: PipelineError): never {
   console.error(formatError(error));
   Deno.exit(error.kind === "config" ? 2 : 1);
+}
+
+/**
+ * Runs a command's `main` so that nothing leaves it as a stack trace: an exception, a rejected
+ * promise nobody awaited, or an error event becomes one `error[…]` line and a non-zero exit.
+ */
+export async function runCommand(main: (args: string[]) => Promise<void>): Promise<void> {
+  const toLine = (event: Event & { reason?: unknown; error?: unknown }) => {
+    event.preventDefault();
+    exitWithError(toPipelineError("reason" in event ? event.reason : event.error));
+  };
+  globalThis.addEventListener("unhandledrejection", toLine);
+  globalThis.addEventListener("error", toLine);
+  try {
+    await main(Deno.args);
+  } catch (e) {
+    exitWithError(toPipelineError(e));
+  }
+}
+
+/** Checks an output path with `checkOutputPath` (core/paths.ts), exiting with its one line if refused. */
+export function checkedOutput(path: string, option: string): string {
+  try {
+    checkOutputPath(path, option);
+  } catch (e) {
+    exitWithError(toPipelineError(e));
+  }
+  return path;
 }
 
 /** True when a parse/validation result is a `PipelineError`. */
@@ -29,10 +58,17 @@ export function openRun(
 ): { dir: string; metrics: MetricsLog; progress: ProgressFactory } {
   const stamp = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 23);
   dir ??= `data/runs/${stamp}-${name.replace(/[^A-Za-z0-9_.-]+/g, "_")}-${crypto.randomUUID().slice(0, 4)}`;
+  checkedOutput(dir, "--run-dir");
   const interval = Number(Deno.env.get("OBD_PROGRESS_INTERVAL_MS") ?? "") || undefined;
+  let metrics: MetricsLog;
+  try {
+    metrics = fileMetricsLog(`${dir}/metrics.jsonl`);
+  } catch (e) {
+    exitWithError(toPipelineError(e, `run directory ${dir}`));
+  }
   return {
     dir,
-    metrics: fileMetricsLog(`${dir}/metrics.jsonl`),
+    metrics,
     progress: consoleProgress({ lineIntervalMs: interval }),
   };
 }

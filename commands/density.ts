@@ -16,11 +16,12 @@ import { loadD4rlDataset, observationStats } from "../datasets/d4rl.ts";
 import { writeFloatDatasets } from "../datasets/hdf5.ts";
 import { computeStateDensity, DEFAULT_DENSITY_CONFIG, type DensityConfig } from "../stages/density.ts";
 import { locateDataset } from "../stages/load.ts";
+import { envBody } from "../envs/specs.ts";
 import { BACKEND_ENV, initBackend, requestedBackend } from "../numerics/backend.ts";
 import { helpText, parseCommandLine } from "../core/cli.ts";
 import { type PipelineError, pipelineError, toPipelineError } from "../core/errors.ts";
 import { TOOL_VERSION } from "../core/version.ts";
-import { exitWithError, isError, openRun } from "./common.ts";
+import { checkedOutput, exitWithError, isError, openRun, runCommand } from "./common.ts";
 
 const d = DEFAULT_DENSITY_CONFIG;
 const OPTIONS = {
@@ -149,6 +150,7 @@ async function main(args: string[]): Promise<void> {
       ),
     );
   }
+  checkedOutput(out, "--out");
   if (await Deno.stat(out).then(() => true, () => false)) {
     exitWithError(
       pipelineError(
@@ -169,7 +171,7 @@ async function main(args: string[]): Promise<void> {
   const run = openRun(`density-${name.split("/").pop()}`);
   try {
     const located = await locateDataset(name, run.progress);
-    const data = await loadD4rlDataset(located.file, { env: located.env });
+    const data = await loadD4rlDataset(located.file, { env: located.env ? envBody(located.env) : undefined });
     const stats = observationStats(data.observations, data.obsDim);
     console.error(
       `density: ${located.file} (${data.n} states, ${data.obsDim} dimensions) → ${out}; log ${run.dir}/metrics.jsonl`,
@@ -241,4 +243,4 @@ async function main(args: string[]): Promise<void> {
   }
 }
 
-if (import.meta.main) await main(Deno.args);
+if (import.meta.main) await runCommand(main);

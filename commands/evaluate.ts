@@ -13,6 +13,7 @@ import { helpText, parseCommandLine } from "../core/cli.ts";
 import { fail, pipelineError, toPipelineError } from "../core/errors.ts";
 import { sha256Hex } from "../core/hash.ts";
 import { standaloneContext } from "../core/stage.ts";
+import { consoleProgress } from "../core/progress.ts";
 import { createRuntime, runStage } from "../core/runtime.ts";
 import { loadStage, locateDataset } from "../stages/load.ts";
 import { evaluate, setEvaluationConfig } from "../stages/evaluate.ts";
@@ -77,6 +78,7 @@ async function main(args: string[]): Promise<void> {
         file: located.file,
         sha256: located.sha256,
         env: located.env,
+        ...(located.minari ? { minari: located.minari } : {}),
         minTransitions: 1,
       }, {})();
       if (loaded._tag === "Left") throw loaded.left;
@@ -87,7 +89,15 @@ async function main(args: string[]): Promise<void> {
         actDim: d.actDim,
         name: datasetName,
       });
-      dataset = { env: d.env, obsDim: d.obsDim, actDim: d.actDim, file: d.file, sha256: d.sha256, n: d.n };
+      dataset = {
+        env: d.env,
+        obsDim: d.obsDim,
+        actDim: d.actDim,
+        file: d.file,
+        sha256: d.sha256,
+        n: d.n,
+        ...(d.reference ? { reference: d.reference } : {}),
+      };
     } else {
       read = await readSynsetFile(file);
       const s = read.set;
@@ -111,7 +121,12 @@ async function main(args: string[]): Promise<void> {
         distilled: { ...read.set, objective: method as never, seed, curve: [], snapshots: [] },
       },
       evalConfig,
-      standaloneContext({ backend: backend.label }),
+      standaloneContext({
+        backend: backend.label,
+        progress: consoleProgress({
+          lineIntervalMs: Number(Deno.env.get("OBD_PROGRESS_INTERVAL_MS") ?? "") || undefined,
+        }),
+      }),
     );
     const round = (x: number) => +x.toFixed(2);
     if (!report.final) fail("internal", "the evaluation produced no final score");

@@ -31,9 +31,10 @@ import { writeJsonAtomic } from "../core/atomic.ts";
 import { fileMetricsLog } from "../core/metrics.ts";
 import { presetConfig, runStudy, type StudyResult, withSeed } from "../study/obd.ts";
 import { consoleProgress } from "../core/progress.ts";
+import { locateTeacherSource } from "../stages/teacher.ts";
 import { table1Path, writeStudyReport } from "../report/report.ts";
 import { createRuntime } from "../core/runtime.ts";
-import { exitWithError, isError, openRun } from "./common.ts";
+import { exitWithError, isError, openRun, runCommand } from "./common.ts";
 
 const USAGE =
   "deno task grid --datasets a,b --methods dbc,avpbc [--seeds 0,1,2] [options]  |  deno task grid --resubmit-failed <run dir>";
@@ -58,6 +59,13 @@ async function main(args: string[]): Promise<void> {
     spec = request.spec;
     const own = checkGridPermissions(spec); // before anything is created or run
     if (own) exitWithError(own);
+    // A teacher file every task would import: refused once, here, if missing or damaged.
+    const config = presetConfig(spec.preset, spec.set);
+    if (!isError(config) && !["train", "auto"].includes(config.teacher.source)) {
+      await locateTeacherSource(config.teacher.source).catch((e) =>
+        exitWithError(toPipelineError(e, "teacher"))
+      );
+    }
     const tasks = expandGrid(spec);
     dir = openRun("grid").dir;
     record = { spec, tasks: tasks.map((t) => ({ ...t, command: [] })), createdAt: new Date().toISOString() };
@@ -303,4 +311,4 @@ async function summarizeGrid(
   }
 }
 
-if (import.meta.main) await main(Deno.args);
+if (import.meta.main) await runCommand(main);

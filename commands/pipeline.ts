@@ -10,7 +10,7 @@
 import { d4rlAliases } from "../datasets/d4rl.ts";
 import { requestedMetaGradientThreads } from "../stages/distill/metagradient_pool.ts";
 import { meanScore } from "../stages/scores.ts";
-import { datasetMeanScore } from "../stages/load.ts";
+import { datasetMeanScore, scoreScale } from "../stages/load.ts";
 import { BACKEND_ENV, initBackend, requestedBackend } from "../numerics/backend.ts";
 import { helpText, parseCommandLine } from "../core/cli.ts";
 import { pipelineError, toPipelineError } from "../core/errors.ts";
@@ -30,7 +30,7 @@ import {
 import { table1Path, writeStudyReport } from "../report/report.ts";
 import { writeStudySynsets } from "../report/synsets.ts";
 import { createRuntime } from "../core/runtime.ts";
-import { exitWithError, isError, openRun } from "./common.ts";
+import { checkedOutput, exitWithError, isError, openRun, runCommand } from "./common.ts";
 
 const OPTIONS = {
   method: {
@@ -86,7 +86,12 @@ async function main(args: string[]): Promise<void> {
   const parsed = parseCommandLine(args, OPTIONS, 1);
   if (isError(parsed)) exitWithError(parsed);
   if (parsed.values.help) {
-    console.log(helpText(USAGE, OPTIONS) + `\ndatasets: embedded, ${d4rlAliases().join(", ")}, or a path\n`);
+    console.log(
+      helpText(USAGE, OPTIONS) +
+        `\ndatasets: embedded, ${
+          d4rlAliases().join(", ")
+        }, minari:<id> (e.g. minari:mujoco/hopper/medium-v0), a Minari dataset directory, or a D4RL-layout .hdf5 file\n`,
+    );
     return;
   }
   const v = parsed.values;
@@ -149,7 +154,7 @@ async function main(args: string[]): Promise<void> {
   if (isError(backend)) exitWithError(backend);
 
   const dataset = parsed.positionals[0] ?? "embedded";
-  const cacheRoot = (v["cache-dir"] as string | undefined) ?? "data/cache";
+  const cacheRoot = checkedOutput((v["cache-dir"] as string | undefined) ?? "data/cache", "--cache-dir");
   const run = openRun(`pipeline-${dataset.split("/").pop()}`, v["run-dir"] as string | undefined);
   console.error(
     `pipeline: dataset ${dataset}, methods ${methods.join(",")}, preset ${presetName}, seeds ${
@@ -188,6 +193,8 @@ async function main(args: string[]): Promise<void> {
     exitWithError(result.left);
   }
   const study = result.right;
+  const timeouts = study.dataset.manifest.metrics.timeouts;
+  if (timeouts !== undefined) console.error(`load: ${dataset}: timeouts ${timeouts}`);
   let synsets: string[] = [];
   try {
     synsets = await writeStudySynsets(run.dir, study, config);
@@ -220,6 +227,7 @@ async function main(args: string[]): Promise<void> {
     transitions: d.n,
     seeds: config.seeds,
     datasetMeanNormalizedReturn: round(datasetMeanScore(d)),
+    scores: scoreScale(d),
     teacher: teacher
       ? {
         algorithm: teacher.algorithm,
@@ -266,4 +274,4 @@ async function main(args: string[]): Promise<void> {
   console.log(JSON.stringify(summary));
 }
 
-if (import.meta.main) await main(Deno.args);
+if (import.meta.main) await runCommand(main);

@@ -15,7 +15,7 @@
  */
 
 import * as tf from "@tensorflow/tfjs";
-import { ENV_NAMES, ENV_SPECS, type EnvName } from "../envs/specs.ts";
+import { ALL_ENV_NAMES, ENV_NAMES, ENV_SPECS, type EnvName } from "../envs/specs.ts";
 import { datasetMeanScore, loadStage, locateDataset, type OfflineDataset } from "../stages/load.ts";
 import {
   defaultTeacherConfig,
@@ -28,14 +28,15 @@ import {
   teacherStage,
 } from "../stages/teacher.ts";
 import { checkTeacherFitsDataset } from "../stages/teacher/model.ts";
-import { readTorchCheckpoint, teacherFromCorl } from "../stages/teacher/torch_import.ts";
+import { readTorchCheckpoint } from "../stages/teacher/torch_checkpoint.ts";
+import { teacherFromCorl } from "../stages/teacher/corl_import.ts";
 import { BACKEND_ENV, initBackend, requestedBackend } from "../numerics/backend.ts";
 import { helpText, parseCommandLine } from "../core/cli.ts";
 import { applyOverrides } from "../study/config.ts";
 import { fail, type PipelineError, pipelineError, toPipelineError } from "../core/errors.ts";
 import type { ProgressFactory } from "../core/progress.ts";
 import { type Artifact, createRuntime, runStage, type Runtime } from "../core/runtime.ts";
-import { exitWithError, isError, openRun } from "./common.ts";
+import { checkedOutput, exitWithError, isError, openRun, runCommand } from "./common.ts";
 import { TOOL_VERSION } from "../core/version.ts";
 
 const OPTIONS = {
@@ -87,6 +88,7 @@ async function loadDataset(rt: Runtime, name: string): Promise<Artifact<OfflineD
     file: located.file,
     sha256: located.sha256,
     env: located.env,
+    ...(located.minari ? { minari: located.minari } : {}),
     minTransitions: 5_000,
   }, {})();
   if (result._tag === "Left") throw result.left;
@@ -147,7 +149,14 @@ async function train(values: Values, positionals: string[], args: readonly strin
   if (isError(request)) exitWithError(request);
   const { config, dataset } = request;
   const algorithm = config.algorithm;
+  // Every setting is checked (with its valid range) before the dataset loads or a run directory opens.
+  try {
+    teacherStage.validate?.(config);
+  } catch (e) {
+    exitWithError(toPipelineError(e));
+  }
   const out = values.out as string | undefined;
+  if (out) checkedOutput(out, "--out");
   if (out && await Deno.stat(out).then(() => true, () => false)) {
     exitWithError(
       pipelineError(
@@ -260,9 +269,10 @@ async function importCommand(values: Values, positionals: string[]): Promise<voi
     exitWithError(pipelineError("config", "--out is required", "e.g. --out data/teachers/hopper-calql"));
   }
   const env = values.env as string | undefined;
-  if (env !== undefined && !ENV_NAMES.includes(env as EnvName)) {
-    exitWithError(pipelineError("config", `--env ${env}: choose one of ${ENV_NAMES.join(", ")}`));
+  if (env !== undefined && !(ALL_ENV_NAMES as readonly string[]).includes(env)) {
+    exitWithError(pipelineError("config", `--env ${env}: choose one of ${ALL_ENV_NAMES.join(", ")}`));
   }
+  checkedOutput(out, "--out");
   if (await Deno.stat(out).then(() => true, () => false)) {
     exitWithError(
       pipelineError(
@@ -343,6 +353,19 @@ async function act(values: Values, positionals: string[]): Promise<void> {
     const qs = Array.from(q.dataSync());
     tf.dispose([s, a, q]);
     teacher.dispose();
+    // JSON would print a NaN or an infinity as null: refuse instead of handing out non-actions.
+    const bad = actions.findIndex((row, i) =>
+      row.some((x) => !Number.isFinite(x)) || !Number.isFinite(qs[i])
+    );
+    if (bad >= 0) {
+      fail(
+        "numeric",
+        `the teacher in ${dir} gives a non-finite action or q-value for state ${bad} (actions ${
+          JSON.stringify(actions[bad].map(String))
+        }, q ${qs[bad]})`,
+        "its weights hold NaN or Inf, or the state is far outside the data: retrain or re-import the teacher",
+      );
+    }
     console.log(JSON.stringify({ actions, q: qs }));
   } catch (e) {
     exitWithError(toPipelineError(e, "teacher act"));
@@ -396,4 +419,4 @@ async function main(args: string[]): Promise<void> {
   }
 }
 
-if (import.meta.main) await main(Deno.args);
+if (import.meta.main) await runCommand(main);

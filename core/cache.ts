@@ -2,7 +2,8 @@
  * The content-addressed artifact cache: `<root>/<stage>/<key>/` holds a stage's output files and a
  * `manifest.json` describing them. Entries are written into a temporary directory and renamed into
  * place, so a reader sees a complete entry or none; every read re-checks the files' sha256 against
- * the manifest, so a damaged entry is reported and recomputed instead of used. A process killed
+ * the manifest, and the manifest against its own digest, so a damaged or edited entry is reported
+ * and recomputed instead of used. A process killed
  * mid-write leaves only a temporary directory, which no lookup reads; the next writer of that key
  * (the holder of its compute lock, see `core/lock.ts`) removes it with `removeLeftovers`.
  * @module
@@ -10,7 +11,7 @@
 
 import { join } from "node:path";
 import { leftoversOf, writeAtomic } from "./atomic.ts";
-import { sha256Hex } from "./hash.ts";
+import { canonicalJson, sha256Hex } from "./hash.ts";
 
 /** Everything recorded about one cached stage output. */
 export interface Manifest {
@@ -34,6 +35,19 @@ export interface Manifest {
   readonly metrics: Readonly<Record<string, number | string>>;
   /** Output files (relative names) with their size and sha256. */
   readonly files: Readonly<Record<string, { readonly bytes: number; readonly sha256: string }>>;
+  /**
+   * sha256 of the canonical JSON of every other field: an edited manifest (a metric, the config)
+   * no longer matches it and the entry is invalid, as a damaged file makes it.
+   */
+  readonly digest: string;
+}
+
+/** The digest of a manifest's fields other than `digest` (as they read back from JSON). */
+export function manifestDigest(
+  manifest: Omit<Manifest, "digest"> & { readonly digest?: string },
+): Promise<string> {
+  const { digest: _, ...rest } = manifest;
+  return sha256Hex(canonicalJson(JSON.parse(JSON.stringify(rest))));
 }
 
 /** Name of the manifest inside an entry; written last, so its presence marks a complete entry. */
@@ -91,6 +105,18 @@ export class ArtifactCache {
     if (manifest.key !== key || manifest.stage !== stage) {
       return { status: "invalid", reason: `${dir}: manifest names ${manifest.stage}/${manifest.key}` };
     }
+    if (typeof manifest.digest !== "string") {
+      return {
+        status: "invalid",
+        reason: `${join(dir, MANIFEST_FILE)} has no digest (written by an older version)`,
+      };
+    }
+    if (await manifestDigest(manifest) !== manifest.digest) {
+      return {
+        status: "invalid",
+        reason: `${join(dir, MANIFEST_FILE)} was edited: its contents no longer match its digest`,
+      };
+    }
     const files = new Map<string, Uint8Array>();
     for (const [name, expected] of Object.entries(manifest.files ?? {})) {
       let bytes: Uint8Array;
@@ -140,7 +166,7 @@ export class ArtifactCache {
    * directory, then one rename. On any failure whatever entry was there before is left as it was.
    */
   async write(
-    partial: Omit<Manifest, "files">,
+    partial: Omit<Manifest, "files" | "digest">,
     files: ReadonlyMap<string, Uint8Array>,
   ): Promise<Manifest> {
     await Deno.mkdir(join(this.root, partial.stage), { recursive: true });
@@ -152,7 +178,8 @@ export class ArtifactCache {
         await this.#fs.writeFile(join(tmp, name), bytes);
         described[name] = { bytes: bytes.byteLength, sha256: await sha256Hex(bytes) };
       }
-      manifest = { ...partial, files: described };
+      const sealed = { ...partial, files: described };
+      manifest = { ...sealed, digest: await manifestDigest(sealed) };
       await this.#fs.writeFile(
         join(tmp, MANIFEST_FILE),
         new TextEncoder().encode(JSON.stringify(manifest, null, 2)),

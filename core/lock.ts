@@ -21,6 +21,7 @@
  */
 
 import { join } from "node:path";
+import { interruptFlag } from "./interrupt.ts";
 
 /** Timing of lock waits and heartbeats. */
 export interface LockOptions {
@@ -74,8 +75,9 @@ export function entryLockPath(cacheRoot: string, stage: string, key: string): st
 }
 
 /**
- * This host's name, from `Deno.hostname()` (`--allow-sys=hostname`) or else `/etc/hostname`;
- * "unknown" when the process may read neither.
+ * This host's name, from `Deno.hostname()` (`--allow-sys=hostname`, which every task that takes
+ * cache locks grants) or else `/etc/hostname`; "unknown" when the process may read neither, and then
+ * only the heartbeat's age can tell a dead holder.
  */
 export function thisHost(): string {
   try {
@@ -178,7 +180,7 @@ export async function acquireLock(
           `${what}: got the lock after waiting ${((performance.now() - waitedSince) / 1000).toFixed(1)} s`,
         );
       }
-      return held(path, file, holder, waitedSince !== undefined, options, report);
+      return await held(path, file, holder, waitedSince !== undefined, options, report);
     }
     const seen = await readLock(path);
     if (!seen) continue; // released between our attempt and our look: try again at once
@@ -287,28 +289,65 @@ async function breakLock(path: string, seen: SeenLock): Promise<boolean> {
   return true;
 }
 
-/** The heartbeat runs in a worker thread so that a busy main thread cannot make its lock look dead. */
+/**
+ * The heartbeat runs in a worker thread so that a busy main thread cannot make its lock look dead.
+ * The worker also listens for SIGINT and SIGTERM while the lock is held: it removes the lock file at
+ * once (if it is still this one), says so on stderr, gives the signal back its default action (a
+ * second Ctrl-C stops the process there and then) and tells the main thread: through
+ * `core/interrupt.ts`, which its loops check on every step, and by a message, for when it is idle. A
+ * listener on the main thread could not run while a numeric loop keeps it busy.
+ */
 const HEARTBEAT_SOURCE = `
 self.onmessage = (event) => {
-  const { path, everyMs } = event.data;
+  const { path, everyMs, token, what, flag } = event.data;
   const beat = () => { try { const now = new Date(); Deno.utimeSync(path, now, now); } catch { /* released or broken */ } };
   setInterval(beat, everyMs);
+  const handlers = {};
+  const onSignal = (signal) => () => {
+    for (const s of Object.keys(handlers)) { try { Deno.removeSignalListener(s, handlers[s]); } catch { /* gone */ } }
+    let released = false;
+    try {
+      if (JSON.parse(Deno.readTextFileSync(path)).token === token) { Deno.removeSync(path); released = true; }
+    } catch { /* already gone or broken */ }
+    console.error(\`\${what}: \${signal}: \${released ? "released" : "no longer held"} lock \${path}; stopping (\${signal === "SIGINT" ? "Ctrl-C" : signal} again stops at once)\`);
+    Atomics.store(flag, 0, signal === "SIGINT" ? 130 : 143); // seen by the main thread's loops
+    self.postMessage({ signal, released });
+  };
+  for (const s of ["SIGINT", "SIGTERM"]) {
+    try { handlers[s] = onSignal(s); Deno.addSignalListener(s, handlers[s]); } catch { delete handlers[s]; }
+  }
+  self.postMessage({ ready: true });
 };`;
 
 let heartbeatUrl: string | undefined;
 
-function held(
+async function held(
   path: string,
   file: Deno.FsFile,
   holder: LockHolder,
   waited: boolean,
   options: LockOptions,
   report: (line: string) => void,
-): HeldLock {
+): Promise<HeldLock> {
   heartbeatUrl ??= URL.createObjectURL(new Blob([HEARTBEAT_SOURCE], { type: "application/javascript" }));
   const worker = new Worker(heartbeatUrl, { type: "module" });
-  worker.postMessage({ path, everyMs: options.heartbeatMs });
+  worker.postMessage({
+    path,
+    everyMs: options.heartbeatMs,
+    token: holder.token,
+    what: holder.what,
+    flag: interruptFlag,
+  });
   let released = false;
+  let ready: () => void = () => {};
+  const listening = new Promise<void>((resolve) => (ready = resolve));
+  worker.onmessage = (event: MessageEvent<{ ready?: true; signal: string }>) => {
+    if (event.data.ready) return ready();
+    released = true; // the worker removed the file and said so
+    file.close();
+    Deno.exit(event.data.signal === "SIGINT" ? 130 : 143);
+  };
+  await listening; // the signals are the worker's before the caller starts computing
   return {
     path,
     holder,

@@ -7,6 +7,7 @@
  */
 
 import { canonicalJson } from "./hash.ts";
+import { exitIfInterrupted } from "./interrupt.ts";
 import type { CheckpointStore } from "./stage.ts";
 
 /** What a loop needs from its algorithm. */
@@ -40,6 +41,7 @@ export async function runResumable(loop: ResumableLoop): Promise<number> {
     if (!Number.isInteger(start) || start < 0 || start > loop.total) start = 0;
   }
   for (let t = start; t < loop.total; t++) {
+    exitIfInterrupted();
     await loop.step(t);
     const done = t + 1;
     if (done % loop.checkpointEvery === 0 && done < loop.total) {

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { exitIfInterrupted } from "./interrupt.ts";
+
 /** Progress of one loop. */
 export interface Progress {
   /** Reports that `done` of `total` units are finished; `info` is shown beside (e.g. loss). */
@@ -49,6 +51,7 @@ export function consoleProgress(options: ConsoleProgressOptions = {}): ProgressF
     };
     return {
       update(done, info) {
+        exitIfInterrupted(); // a long loop's regular call-out: where a Ctrl-C is obeyed (core/interrupt.ts)
         lastDone = done;
         lastInfo = info;
         if (now() - lastDraw >= (tty ? 100 : interval)) draw(false);

@@ -17,7 +17,7 @@
  */
 
 import type { VecLocomotionEnv } from "../envs/locomotion.ts";
-import type { EnvName } from "../envs/specs.ts";
+import type { D4rlEnvName } from "../envs/specs.ts";
 import { Rng } from "../numerics/random.ts";
 
 /** ARS hyperparameters. */
@@ -42,7 +42,7 @@ export interface ArsConfig {
  * directions (16, top 8): learning per iteration is similar, and the medium-replay buffer it leaves
  * (≈ 236k transitions at seed 0) is closer to D4RL's 402k.
  */
-export const ARS_DEFAULTS: Readonly<Record<EnvName, ArsConfig>> = {
+export const ARS_DEFAULTS: Readonly<Record<D4rlEnvName, ArsConfig>> = {
   hopper: { directions: 16, topDirections: 8, stepSize: 0.01, noise: 0.025, rewardShift: 1 },
   halfcheetah: { directions: 32, topDirections: 4, stepSize: 0.02, noise: 0.03, rewardShift: 0 },
   walker2d: { directions: 40, topDirections: 30, stepSize: 0.03, noise: 0.025, rewardShift: 1 },

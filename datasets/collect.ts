@@ -19,7 +19,7 @@
  * @module
  */
 
-import { ENV_SPECS, type EnvName, normalizedScore } from "../envs/specs.ts";
+import { ENV_SPECS, envBody, type EnvName, normalizedScore } from "../envs/specs.ts";
 import { fail } from "../core/errors.ts";
 import { loadCheckpoint, removeCheckpoint, saveCheckpoint } from "../core/checkpoint.ts";
 import type { ProgressFactory } from "../core/progress.ts";
@@ -92,7 +92,7 @@ export function defaultCollectConfig(env: EnvName, kind: DatasetKind): CollectCo
     actionNoise: 0.1,
     replayEpisodes: 8,
     explorationNoise: 0.3,
-    ars: ARS_DEFAULTS[env],
+    ars: ARS_DEFAULTS[envBody(env)],
   };
 }
 

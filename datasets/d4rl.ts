@@ -124,6 +124,11 @@ export function resolveD4rlAlias(name: string): D4rlDatasetInfo {
 export interface D4rlDataset extends D4rlArrays {
   /** Where it was read from, for messages. */
   readonly path: string;
+  /**
+   * True when the file has no `timeouts` (D4RL's v0/v1 files): read as no timeouts at all, so
+   * episodes end only at terminals.
+   */
+  readonly timeoutsAbsent?: true;
   /** The file's root attributes. */
   readonly attrs: Readonly<Record<string, AttrValue>>;
 }
@@ -154,7 +159,8 @@ export function validateD4rl(raw: RawD4rlFile, options: ValidateOptions = {}): D
   const { env, minTransitions = 1, actionTolerance = 1e-4 } = options;
   const layoutHint = "the file does not follow the D4RL layout; regenerate it or download the original";
 
-  const required = ["observations", "actions", "rewards", "terminals", "timeouts"] as const;
+  // `timeouts` is optional: D4RL's v0/v1 files have none, and D4RL reads them (no timeouts = none).
+  const required = ["observations", "actions", "rewards", "terminals"] as const;
   const missing = required.filter((key) => datasets[key] === undefined);
   if (missing.length > 0) {
     fail(
@@ -166,7 +172,10 @@ export function validateD4rl(raw: RawD4rlFile, options: ValidateOptions = {}): D
     );
   }
   const observations = datasets.observations!, actions = datasets.actions!, rewards = datasets.rewards!;
-  const terminals = datasets.terminals!, timeouts = datasets.timeouts!;
+  const terminals = datasets.terminals!;
+  const timeoutsAbsent = datasets.timeouts === undefined;
+  const timeouts = datasets.timeouts ??
+    { data: new Uint8Array(observations.shape[0] ?? 0), shape: [observations.shape[0] ?? 0], dtype: "bool" };
   const next = datasets.next_observations;
 
   const checkDtype = (key: string, array: H5Array<Float32Array | Uint8Array>, allowed: string[]) => {
@@ -292,6 +301,7 @@ export function validateD4rl(raw: RawD4rlFile, options: ValidateOptions = {}): D
     terminals: terminals.data,
     timeouts: timeouts.data,
     ...(next ? { nextObservations: next.data } : {}),
+    ...(timeoutsAbsent ? { timeoutsAbsent: true as const } : {}),
   };
 }
 

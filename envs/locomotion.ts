@@ -18,7 +18,15 @@
 
 import loadMujocoFactory, { type MainModule, type MjData, type MjModel } from "@mujoco/mujoco";
 import { Rng } from "../numerics/random.ts";
-import { ENV_SPECS, type EnvName, type EnvSpec, isHealthy, writeObservation } from "./specs.ts";
+import { fail } from "../core/errors.ts";
+import {
+  ENV_SPECS,
+  type EnvName,
+  type EnvSpec,
+  isHealthy,
+  MASS_TOLERANCE,
+  writeObservation,
+} from "./specs.ts";
 
 // ---------------------------------------------------------------------------------------------
 // MuJoCo loading
@@ -60,27 +68,52 @@ export function adaptContactMargins(model: MjModel, engineVersion: number, file:
   const colliding = [...margin.keys()].filter((g) => contype[g] !== 0 || conaffinity[g] !== 0);
   const values = new Set(colliding.map((g) => margin[g]));
   if (values.size > 1) {
-    throw new Error(
+    fail(
+      "input",
       `${file}: colliding geoms have different contact margins (${
         [...values].join(", ")
       }); MuJoCo >= 3.5 sums a ` +
-        "pair's margins where Gym's engines took the larger, which no per-geom value reproduces: give them one margin",
+        "pair's margins where Gym's engines took the larger, which no per-geom value reproduces",
+      "give every colliding geom one margin",
     );
   }
   for (const g of colliding) margin[g] /= 2;
 }
 
 /**
- * Compiles the model of `env` and checks it against its spec (sizes, timestep, ctrlrange), so a
- * wrong XML fails loudly instead of silently changing the dynamics. The caller owns the model
- * and must `.delete()` it.
+ * Compiles the model of `env` and checks it against its spec (sizes, timestep, ctrlrange, the
+ * recorded mujoco-py body masses), so a wrong XML fails loudly instead of silently changing the
+ * dynamics. The caller owns the model and must `.delete()` it.
  */
 export async function loadModel(env: EnvName): Promise<MjModel> {
+  return compileModel(env, await readModelXml(env));
+}
+
+/**
+ * Compiles `xml` as the model of `env` with the checks of {@link loadModel}; `file` names it in
+ * errors. A model MuJoCo rejects, or whose body masses differ from the spec's `bodyMasses` by more
+ * than {@link MASS_TOLERANCE}, fails with an "input" `PipelineFailure` (core/errors.ts) of one line.
+ */
+export async function compileModel(
+  env: EnvName,
+  xml: string,
+  file: string = repoPath(ENV_SPECS[env]),
+): Promise<MjModel> {
   const mujoco = await loadMujoco();
   const spec = ENV_SPECS[env];
-  const model = mujoco.MjModel.from_xml_string(await readModelXml(env));
+  let model: MjModel;
   try {
-    adaptContactMargins(model, mujoco.mj_version(), spec.xmlFile);
+    model = mujoco.MjModel.from_xml_string(xml);
+  } catch (err) {
+    fail(
+      "input",
+      `${file}: MuJoCo ${mujoco.mj_versionString()} rejects the model: ${loadingError(err)}`,
+      `restore ${repoPath(spec)} from the repository (the models must be MuJoCo 3 MJCF in local coordinates)`,
+    );
+  }
+  try {
+    adaptContactMargins(model, mujoco.mj_version(), file);
+    checkBodyMasses(mujoco, model, spec, file);
     const opt = model.opt; // a fresh wrapper per access: free it
     const timestep = opt.timestep;
     opt.delete();
@@ -96,13 +129,62 @@ export async function loadModel(env: EnvName): Promise<MjModel> {
       }
     }
     if (problems.length > 0) {
-      throw new Error(`${spec.xmlFile} does not match its spec: ${problems.join(", ")}`);
+      fail(
+        "input",
+        `${file} does not match its spec: ${problems.join(", ")}`,
+        `restore ${repoPath(spec)} from the repository`,
+      );
     }
     return model;
   } catch (err) {
     model.delete();
     throw err;
   }
+}
+
+/** The model file as a user sees it, relative to the repository (`envs/models/…`). */
+function repoPath(spec: EnvSpec): string {
+  return `envs/${spec.xmlFile.replace(/^\.\//, "")}`;
+}
+
+/** MuJoCo's loading error on one line: its "MuJoCo Error: Loading error:" prefixes and repeats dropped. */
+function loadingError(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  const lines = text.split("\n")
+    .map((l) => l.replace(/^(Error: )?(MuJoCo Error: )?(Loading error: )?/, "").trim())
+    .filter((l) => l !== "");
+  const unique = [...new Set(lines)];
+  return unique.length > 1 ? `${unique[0]} (${unique.slice(1).join("; ")})` : unique[0] ?? "unknown error";
+}
+
+/**
+ * The compiled body masses must be the recorded ones (the spec's `bodyMasses`, within MASS_TOLERANCE):
+ * the datasets were collected with them (v3: mujoco-py's capsule rule, which MuJoCo >= 2.1.1 no longer
+ * applies; v5: exact capsules).
+ */
+function checkBodyMasses(mujoco: MainModule, model: MjModel, spec: EnvSpec, file: string): void {
+  const mass = model.body_mass as Float64Array;
+  const recordedModel = `the recorded ${spec.gymId} model`;
+  const hint = `the masses follow the rule in the header of ${
+    repoPath(spec)
+  }; restore the file from the repository`;
+  if (model.nbody - 1 !== spec.bodyMasses.length) {
+    fail("input", `${file}: ${model.nbody - 1} bodies, ${recordedModel} has ${spec.bodyMasses.length}`, hint);
+  }
+  spec.bodyMasses.forEach(([body, recorded], k) => {
+    const name = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_BODY.value, k + 1);
+    if (name !== body) {
+      fail("input", `${file}: body ${k + 1} is "${name}", ${recordedModel} has "${body}"`, hint);
+    }
+    if (!(Math.abs(mass[k + 1] - recorded) <= MASS_TOLERANCE)) {
+      const found = mass[k + 1];
+      fail(
+        "input",
+        `${file}: body "${body}" has mass ${found} kg, ${recordedModel} has ${recorded} kg (more than ${MASS_TOLERANCE} apart)`,
+        hint,
+      );
+    }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -230,8 +312,10 @@ class Sim {
 
     const xVelocity = (xAfter - xBefore) / spec.dt;
     const ctrlCost = spec.ctrlCostWeight * sumSquares;
-    this.reward = spec.forwardRewardWeight * xVelocity + spec.healthyReward - ctrlCost;
-    this.terminated = spec.terminateWhenUnhealthy && !isHealthy(spec, qpos, qvel);
+    const healthy = isHealthy(spec, qpos, qvel);
+    const survive = spec.healthyRewardOnlyWhenHealthy && !healthy ? 0 : spec.healthyReward;
+    this.reward = spec.forwardRewardWeight * xVelocity + survive - ctrlCost;
+    this.terminated = spec.terminateWhenUnhealthy && !healthy;
     this.elapsedSteps++;
     this.truncated = this.elapsedSteps >= spec.horizon;
 

@@ -18,6 +18,17 @@ import { type EnvName, normalizedScore } from "./specs.ts";
  */
 export type BatchPolicy = (states: Float32Array, n: number) => Float32Array | Promise<Float32Array>;
 
+/**
+ * A dataset's own reference returns (Minari's `ref_min_score`, `ref_max_score`): scores are then
+ * 100 · (return − min) / (max − min) instead of the environment's D4RL normalization.
+ */
+export interface ScoreReference {
+  /** The return scored 0. */
+  readonly min: number;
+  /** The return scored 100. */
+  readonly max: number;
+}
+
 /** What {@link evaluatePolicy} measured. */
 export interface Evaluation {
   /** Environment the policy ran in. */
@@ -28,7 +39,7 @@ export interface Evaluation {
   readonly seed: number;
   /** Undiscounted return of each episode. */
   readonly returns: Float64Array;
-  /** D4RL normalized score (percent) of each episode. */
+  /** Normalized score (percent) of each episode: D4RL's, or against the `reference` given. */
   readonly normalizedScores: Float64Array;
   /** Environment steps of each episode. */
   readonly lengths: Int32Array;
@@ -42,13 +53,15 @@ export interface Evaluation {
 
 /**
  * Runs `episodes` episodes of `act` in `env`; episode i starts from the reset noise of the i-th
- * fork of `new Rng(seed)` (see `VecLocomotionEnv.create`).
+ * fork of `new Rng(seed)` (see `VecLocomotionEnv.create`). Scores are normalized with `reference`
+ * when given (a dataset's own reference returns), else with the environment's.
  */
 export async function evaluatePolicy(
   env: EnvName,
   act: BatchPolicy,
   episodes: number,
   seed: number,
+  reference?: ScoreReference,
 ): Promise<Evaluation> {
   if (!Number.isInteger(episodes) || episodes < 1) {
     throw new RangeError(`episodes must be a positive integer, got ${episodes}`);
@@ -90,7 +103,9 @@ export async function evaluatePolicy(
         }
       }
     }
-    const normalizedScores = returns.map((r) => normalizedScore(env, r));
+    const normalizedScores = returns.map((r) =>
+      reference ? (100 * (r - reference.min)) / (reference.max - reference.min) : normalizedScore(env, r)
+    );
     const mean = (a: Float64Array) => a.reduce((s, x) => s + x, 0) / a.length;
     const meanNormalizedScore = mean(normalizedScores);
     const variance = normalizedScores.reduce((s, x) => s + (x - meanNormalizedScore) ** 2, 0) / episodes;

@@ -9,13 +9,31 @@ import { isAbsolute, relative, resolve } from "node:path";
 import { type PipelineError, pipelineError } from "../core/errors.ts";
 import type { GridSpec } from "./spec.ts";
 
-/** The `--allow-*`/`--deny-*` flags of a task in a deno.json text. */
+/**
+ * The `--allow-*`/`--deny-*` flags of a task in a deno.json text, with `$NAME` expanded as `deno task`
+ * expands it (the pipeline grants `$HOME/.d4rl/datasets`); a list entry naming a variable this process
+ * cannot read, or one that is unset, is left out rather than granted literally.
+ */
 export function taskPermissions(denoJsonText: string, task: string): string[] {
   const command: string | undefined = JSON.parse(denoJsonText).tasks?.[task];
   if (!command) {
     throw pipelineError("config", `deno.json has no task "${task}"`, "restore the task from the repository");
   }
-  return command.split(/\s+/).filter((t) => /^--(allow|deny)-/.test(t));
+  const variable = (name: string) =>
+    Deno.permissions.querySync({ name: "env", variable: name }).state === "granted"
+      ? Deno.env.get(name)
+      : undefined;
+  const expand = (flag: string) => {
+    const at = flag.indexOf("=");
+    if (at < 0 || !flag.includes("$")) return flag;
+    const entries = flag.slice(at + 1).split(",").flatMap((entry) => {
+      let unset = false;
+      const value = entry.replace(/\$(\w+)/g, (_, name: string) => variable(name) ?? ((unset = true), ""));
+      return unset ? [] : [value];
+    });
+    return `${flag.slice(0, at + 1)}${entries.join(",")}`;
+  };
+  return command.split(/\s+/).filter((t) => /^--(allow|deny)-/.test(t)).map(expand);
 }
 
 /**
@@ -46,7 +64,8 @@ const inside = (path: string, dir: string) => {
 };
 
 /** Whether a dataset argument names a file (rather than `embedded` or a D4RL alias). */
-const isPath = (dataset: string) => dataset.includes("/") || /\.(hdf5|h5)$/.test(dataset);
+const isPath = (dataset: string) =>
+  !dataset.startsWith("minari:") && (dataset.includes("/") || /\.(hdf5|h5)$/.test(dataset));
 
 /**
  * A worker's permissions: the `pipeline` task's, plus reading and writing the cache directory and

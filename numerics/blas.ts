@@ -73,6 +73,11 @@ const SYMBOLS = {
     ],
     result: "void",
   },
+  cblas_sgemv: {
+    parameters: ["i32", "i32", "i32", "i32", "f32", "buffer", "i32", "buffer", "i32", "f32", "buffer", "i32"],
+    result: "void",
+    optional: true,
+  },
   openblas_set_num_threads: { parameters: ["i32"], result: "void", optional: true },
   openblas_get_num_threads: { parameters: [], result: "i32", optional: true },
   openblas_get_config: { parameters: [], result: "pointer", optional: true },
@@ -128,6 +133,18 @@ export interface BlasLibrary {
     beta: number,
     c: Float32Array,
     ldc: number,
+  ): void;
+  /** Row-major y = alpha·op(A)·x + beta·y, A of m × n stored rows (CBLAS `cblas_sgemv`). */
+  sgemv(
+    trans: boolean,
+    m: number,
+    n: number,
+    alpha: number,
+    a: Float32Array,
+    lda: number,
+    x: Float32Array,
+    beta: number,
+    y: Float32Array,
   ): void;
 }
 
@@ -187,7 +204,7 @@ function describe(path: string, lib: Deno.DynamicLibrary<typeof SYMBOLS>): BlasL
   } else if (path.includes("Accelerate")) {
     vendor = "accelerate"; // threads follow VECLIB_MAXIMUM_THREADS; Accelerate has no call to set them
   }
-  const sgemm = s.cblas_sgemm;
+  const sgemm = s.cblas_sgemm, sgemv = s.cblas_sgemv;
   return {
     vendor,
     path,
@@ -212,6 +229,27 @@ function describe(path: string, lib: Deno.DynamicLibrary<typeof SYMBOLS>): BlasL
         c,
         ldc,
       ),
+    sgemv: sgemv
+      ? (trans, m, n, alpha, a, lda, x, beta, y) =>
+        sgemv(ROW_MAJOR, trans ? TRANS : NO_TRANS, m, n, alpha, a, lda, x, 1, beta, y, 1)
+      : (trans, m, n, alpha, a, lda, x, beta, y) =>
+        // every CBLAS has sgemv; this keeps the type total
+        sgemm(
+          ROW_MAJOR,
+          trans ? TRANS : NO_TRANS,
+          NO_TRANS,
+          trans ? n : m,
+          1,
+          trans ? m : n,
+          alpha,
+          a,
+          lda,
+          x,
+          1,
+          beta,
+          y,
+          1,
+        ),
   };
 }
 

@@ -3,6 +3,11 @@
  * Float32Array views of the wasm heap at the tensors' offsets (no copy), transposes through sgemm's
  * own flags, batched and broadcast-batch shapes, fused bias and activation. Anything else (other
  * dtypes, PReLU, a bias that is not per column) goes to the kernel that was registered before.
+ * `Sum` over leading axes (every bias gradient: column sums of a [rows × width] gradient), which
+ * tfjs-wasm computes by transposing first, is one `cblas_sgemv` with a vector of ones. And
+ * `Identity`, which the autodiff tape calls to save every tensor a gradient needs, and `Cast` to the
+ * same dtype (every ReLU gradient casts its float mask to float) share the data (a reference count,
+ * as tfjs's cpu backend and the wasm `Reshape` do) instead of copying it.
  *
  * Without a BLAS the same registration keeps tfjs 4.22's untransposed wasm kernel fast: its
  * transposed path is ≈ 12× slower (platform notes), so transposed operands are materialized first.
@@ -16,6 +21,7 @@ import type { BlasLibrary } from "./blas.ts";
 interface WasmBackend {
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
   disposeData(dataId: unknown): void;
+  incRef(dataId: unknown): void;
   dataIdMap: { get(dataId: unknown): { memoryOffset: number } };
   wasm: { HEAPU8: Uint8Array };
 }
@@ -35,12 +41,41 @@ export function activeBlas(): BlasLibrary | undefined {
 }
 
 /**
- * Registers (once) the wasm `BatchMatMul` and `_FusedMatMul` kernels of this module and makes them
- * call `blas`, or, with `undefined`, the original wasm kernels on untransposed operands. Call after
- * `tf.setBackend("wasm")`.
+ * Registers (once) the wasm `BatchMatMul`, `_FusedMatMul` and `Sum` kernels of this module and makes
+ * them call `blas`, or, with `undefined`, the original wasm kernels (matmuls on untransposed
+ * operands). Call after `tf.setBackend("wasm")`.
  */
 export function useWasmMatMul(blas: BlasLibrary | undefined): void {
   library = blas;
+  for (const kernelName of ["Identity", "Cast"]) {
+    if (originals.has(kernelName)) continue;
+    const original = tf.getKernel(kernelName, "wasm");
+    if (!original) throw new Error(`wasm kernel ${kernelName} not registered`);
+    originals.set(kernelName, original);
+    tf.unregisterKernel(kernelName, "wasm");
+    tf.registerKernel({
+      ...original,
+      kernelFunc: (args) => {
+        const { inputs, attrs, backend } = args as unknown as KernelArgs;
+        const x = inputs.x!;
+        const same = kernelName === "Identity" || attrs.dtype === x.dtype;
+        if (!library || !same || x.dtype === "string") return original.kernelFunc(args);
+        backend.incRef(x.dataId);
+        return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+      },
+    });
+  }
+  if (!originals.has("Sum")) {
+    const original = tf.getKernel("Sum", "wasm");
+    if (!original) throw new Error("wasm kernel Sum not registered");
+    originals.set("Sum", original);
+    tf.unregisterKernel("Sum", "wasm");
+    tf.registerKernel({
+      ...original,
+      kernelFunc: (args) =>
+        (library && blasSum(library, args as unknown as KernelArgs)) || original.kernelFunc(args),
+    });
+  }
   for (const kernelName of ["BatchMatMul", "_FusedMatMul"]) {
     if (originals.has(kernelName)) continue;
     const original = tf.getKernel(kernelName, "wasm");
@@ -63,7 +98,9 @@ export function useWasmMatMul(blas: BlasLibrary | undefined): void {
 }
 
 /** Runs the kernel registered before this module's, e.g. to compare against it. */
-export function originalKernel(kernelName: "BatchMatMul" | "_FusedMatMul"): tf.KernelConfig | undefined {
+export function originalKernel(
+  kernelName: "BatchMatMul" | "_FusedMatMul" | "Sum",
+): tf.KernelConfig | undefined {
   return originals.get(kernelName) ?? tf.getKernel(kernelName, "wasm");
 }
 
@@ -121,12 +158,41 @@ function sourceBatch(index: number, out: readonly number[], shape: readonly numb
   return src;
 }
 
+let onesCache = new Float32Array();
+
+/** Column sums over the leading axes of a float32 tensor; undefined for other reductions. */
+function blasSum(blas: BlasLibrary, args: KernelArgs): tf.TensorInfo | undefined {
+  const { inputs, attrs, backend } = args;
+  const x = inputs.x!;
+  if (x.dtype !== "float32") return undefined;
+  const rank = x.shape.length;
+  const axes = [
+    ...new Set(([] as number[]).concat(attrs.axis as number | number[]).map((a) => a < 0 ? a + rank : a)),
+  ]
+    .sort((a, b) => a - b);
+  const lead = axes.length;
+  if (lead === 0 || lead >= rank || axes.some((a, i) => a !== i)) return undefined;
+  const rows = size(x.shape.slice(0, lead)), cols = size(x.shape.slice(lead));
+  if (rows < 2 || cols === 0) return undefined;
+  const shape = attrs.keepDims ? x.shape.map((d, i) => i < lead ? 1 : d) : x.shape.slice(lead);
+  const out = backend.makeOutput(shape, "float32");
+  if (onesCache.length < rows) onesCache = new Float32Array(rows).fill(1);
+  const heap = backend.wasm.HEAPU8.buffer;
+  const xv = new Float32Array(heap, backend.dataIdMap.get(x.dataId).memoryOffset, rows * cols);
+  const ov = new Float32Array(heap, backend.dataIdMap.get(out.dataId).memoryOffset, cols);
+  blas.sgemv(true, rows, cols, 1, xv, cols, onesCache.subarray(0, rows), 0, ov);
+  return out;
+}
+
 type Activation = (c: Float32Array, alpha: number) => void;
 
 const ACTIVATIONS: Record<string, Activation | null> = {
   linear: null,
-  relu: (c) => {
-    for (let i = 0; i < c.length; i++) if (c[i] < 0) c[i] = 0;
+  relu: (c) => { // a multiply by the mask: a branch per element mispredicts on signs
+    for (let i = 0; i < c.length; i++) {
+      const v = c[i];
+      c[i] = v * +(v > 0);
+    }
   },
   relu6: (c) => {
     for (let i = 0; i < c.length; i++) c[i] = c[i] < 0 ? 0 : c[i] > 6 ? 6 : c[i];

@@ -17,9 +17,8 @@
  *   log-density error (proved at `BlockEvaluator` in `kde_tree.ts`), run on all cores in workers.
  *   Why not matrix products here too: the pairs that survive pruning are different for every
  *   query, scattered over thousands of leaves, so a block of queries shares few of them; the
- *   per-leaf loop is a WebAssembly SIMD kernel (`kde_wasm.ts`). Measured on 400,000 Hopper states
- *   against themselves (`bench/density.ts`, two threads, a shared machine): the tree computes the
- *   distances of 37 % of the pairs and takes 220–270 s, where brute force would take 2,400–3,900 s.
+ *   per-leaf loop is a WebAssembly SIMD kernel (`kde_wasm.ts`). `deno task bench density` compares
+ *   the two (the README's results give the figures).
  *
  * Weights, w(s) ∝ p̂(s)^(−α), normalized to mean 1, clipped at a quantile and renormalized: see
  * {@link densityWeights}.

@@ -6,8 +6,7 @@
  * `kde_tree.ts`. The module is emitted here, byte by byte, specialized for the dimension W: the
  * query's coordinates sit in SIMD registers and the leaf's points are stored two at a time
  * ("packets": coordinate k of points 2j and 2j+1 side by side), so each f64x2 operation handles two
- * pairs; squared distances are float64. On Hopper states this runs about 6× faster than the same
- * loop in JavaScript (`bench/density.ts` times both on the same queries: 221 against 35 states/s). The twin
+ * pairs; squared distances are float64 (`bench/density.ts` times it against the JavaScript loop). The twin
  * {@link leafKernelJs} does the same arithmetic on the same memory; tests hold the two together.
  *
  * Per query the state is six float64 values at `state + 48·i`:

@@ -352,10 +352,3 @@ export function fromTorchLinear(weight: Float32Array, out: number, inp: number):
   for (let o = 0; o < out; o++) for (let i = 0; i < inp; i++) w[i * out + o] = weight[o * inp + i];
   return w;
 }
-
-/** Ours ([in, out]) → PyTorch `nn.Linear` layout ([out, in]). */
-export function toTorchLinear(w: Float32Array, inp: number, out: number): Float32Array {
-  const weight = new Float32Array(out * inp);
-  for (let o = 0; o < out; o++) for (let i = 0; i < inp; i++) weight[o * inp + i] = w[i * out + o];
-  return weight;
-}

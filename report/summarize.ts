@@ -31,7 +31,7 @@ import { join } from "node:path";
 import { writeFileAtomic } from "../core/atomic.ts";
 import { fail } from "../core/errors.ts";
 import { TOOL_VERSION } from "../core/version.ts";
-import { ENV_NAMES, type EnvName } from "../envs/specs.ts";
+import { ALL_ENV_NAMES, type EnvName } from "../envs/specs.ts";
 import { Rng } from "../numerics/random.ts";
 import {
   bootstrapInterval,
@@ -212,11 +212,11 @@ function runInfo(run: RunRecord, index: number): RunInfo {
     );
   }
   const env = (run.distilled?.env ?? run.report?.env) as EnvName;
-  if (!(ENV_NAMES as readonly string[]).includes(env)) {
+  if (!(ALL_ENV_NAMES as readonly string[]).includes(env)) {
     fail(
       "input",
       `${where} is for an unknown environment "${env}"`,
-      `summaries cover ${ENV_NAMES.join(", ")}`,
+      `summaries cover ${ALL_ENV_NAMES.join(", ")}`,
     );
   }
   const objective = run.distilled?.objective ?? run.report!.objective;

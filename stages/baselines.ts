@@ -14,7 +14,7 @@
 
 import { fail } from "../core/errors.ts";
 import { defineStage, type Stage, type StageContext } from "../core/stage.ts";
-import { ENV_NAMES, type EnvName } from "../envs/specs.ts";
+import { type D4rlEnvName, ENV_NAMES, envBody, type EnvName } from "../envs/specs.ts";
 import { deriveSeed, Rng } from "../numerics/random.ts";
 import { mean } from "../numerics/statistics.ts";
 import { normalizeStates, type OfflineDataset } from "./load.ts";
@@ -90,7 +90,7 @@ export interface BaselinesReport {
  * dataset size): the row whose size is nearest to `n` on a log scale.
  */
 export function table4BcSteps(env: EnvName, n: number): number {
-  const rows = TABLE4[env];
+  const rows = TABLE4[envBody(env)];
   if (!rows) fail("input", `unknown environment "${env}"`, `choose one of ${ENV_NAMES.join(", ")}`);
   let best = rows[0];
   for (const row of rows) if (Math.abs(Math.log(row[0] / n)) < Math.abs(Math.log(best[0] / n))) best = row;
@@ -98,7 +98,7 @@ export function table4BcSteps(env: EnvName, n: number): number {
 }
 
 /** Table 4 of the OBD paper: (dataset size, BC steps to converge) — M-R, M, M-E sizes. */
-const TABLE4: Readonly<Record<EnvName, readonly (readonly [number, number])[]>> = {
+const TABLE4: Readonly<Record<D4rlEnvName, readonly (readonly [number, number])[]>> = {
   halfcheetah: [[2e5, 40_000], [1e6, 25_000], [2e6, 100_000]],
   hopper: [[4e5, 80_000], [1e6, 50_000], [2e6, 100_000]],
   walker2d: [[3e5, 60_000], [1e6, 50_000], [2e6, 125_000]],
@@ -143,7 +143,7 @@ export async function evaluateBaselines(
     );
   }
   const protocol = studentProtocol(config.student, dataset.env);
-  const tally = new RolloutTally();
+  const tally = new RolloutTally(dataset.reference);
   const total = (config.randomSelection ? config.randomRepeats * config.students : 0) +
     (config.bc ? config.bcPolicies : 0);
   const bar = ctx.progress("baselines", total);

@@ -110,7 +110,7 @@ export const PAPER_DISTILL: DistillSettings = {
 export const QUICK_DISTILL: DistillSettings = {
   ...PAPER_DISTILL,
   synsetSize: 64,
-  outerSteps: 150,
+  outerSteps: 100,
   outerBatches: 2,
   evalEvery: 25,
   checkpointEvery: 25,

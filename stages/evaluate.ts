@@ -175,8 +175,11 @@ export function setEvaluationConfig(settings: EvaluateSettings, student: Student
 
 /** Inputs of the stage. */
 export interface EvaluateInputs {
-  /** The offline dataset the set was distilled from (only its environment, dimensions and identity are read). */
-  readonly dataset: Pick<OfflineDataset, "env" | "obsDim" | "actDim" | "file" | "sha256" | "n">;
+  /**
+   * The offline dataset the set was distilled from (only its environment, dimensions, identity and
+   * reference returns are read).
+   */
+  readonly dataset: Pick<OfflineDataset, "env" | "obsDim" | "actDim" | "file" | "sha256" | "n" | "reference">;
   /** The synthetic set to evaluate, with its snapshots. */
   readonly distilled: DistilledSet;
 }
@@ -298,7 +301,7 @@ export async function evaluate(
   }
   const protocol = studentProtocol(config.student, dataset.env);
   const seed = distilled.seed;
-  const tally = new RolloutTally();
+  const tally = new RolloutTally(dataset.reference);
   const { run } = config;
   const variantNames = [
     ...(run.architectures ? ARCHITECTURE_NAMES.map((a) => ({ arch: a, opt: "sgd" as const })) : []),

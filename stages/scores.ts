@@ -12,7 +12,7 @@
  */
 
 import type { EnvName } from "../envs/specs.ts";
-import { type BatchPolicy, evaluatePolicy, type Evaluation } from "../envs/rollout.ts";
+import { type BatchPolicy, evaluatePolicy, type Evaluation, type ScoreReference } from "../envs/rollout.ts";
 import { disposeMlp } from "../numerics/mlp.ts";
 import { deriveSeed, Rng } from "../numerics/random.ts";
 import { mean } from "../numerics/statistics.ts";
@@ -63,6 +63,9 @@ export function episodeSeed(seed: number, unit: number): number {
 
 /** Environment steps and seconds spent in rollouts (policy inference included). */
 export class RolloutTally {
+  /** `reference`: the dataset's own reference returns, when it has them (see `evaluatePolicy`). */
+  constructor(readonly reference?: ScoreReference) {}
+
   /** Environment steps taken. */
   steps = 0;
   /** Seconds spent. */
@@ -71,7 +74,7 @@ export class RolloutTally {
   /** {@link evaluatePolicy}, counted. */
   async rollout(env: EnvName, policy: BatchPolicy, episodes: number, seed: number): Promise<Evaluation> {
     const started = performance.now();
-    const result = await evaluatePolicy(env, policy, episodes, seed);
+    const result = await evaluatePolicy(env, policy, episodes, seed, this.reference);
     this.seconds += (performance.now() - started) / 1000;
     this.steps += result.lengths.reduce((a, b) => a + b, 0);
     return result;

@@ -7,7 +7,7 @@
  */
 
 import { fail } from "../core/errors.ts";
-import { ENV_NAMES, ENV_SPECS, type EnvName } from "../envs/specs.ts";
+import { ALL_ENV_NAMES, ENV_SPECS, type EnvName } from "../envs/specs.ts";
 import { deriveSeed, Rng } from "../numerics/random.ts";
 import { normalizeStates, type OfflineDataset } from "./load.ts";
 
@@ -49,11 +49,11 @@ export function validateSyntheticSet(
   },
 ): void {
   const what = expected?.what ?? "the synthetic set";
-  if (!(ENV_NAMES as readonly string[]).includes(set.env)) {
+  if (!(ALL_ENV_NAMES as readonly string[]).includes(set.env)) {
     fail(
       "input",
       `${what} is for an unknown environment "${set.env}"`,
-      `evaluate sets of ${ENV_NAMES.join(", ")}`,
+      `evaluate sets of ${ALL_ENV_NAMES.join(", ")}`,
     );
   }
   if (expected?.env !== undefined && expected.env !== set.env) {

@@ -4,7 +4,7 @@
  *
  * - `td3bc` (default, fast): TD3+BC, Fujimoto and Gu 2021 — see `teacher/td3bc.ts`.
  * - `calql` (the papers' teacher): Cal-QL, Nakamoto et al. 2023, CORL's defaults — `teacher/calql.ts`.
- * - Teachers trained elsewhere: a CORL / the authors' `.pt` checkpoint (`teacher/torch_import.ts`) or
+ * - Teachers trained elsewhere: a CORL / the authors' `.pt` checkpoint (`teacher/torch_checkpoint.ts`, `teacher/corl_import.ts`) or
  *   a saved teacher directory become the stage's output through a {@link TeacherImportConfig}, keyed
  *   by the file's sha256 (a directory's: its checksum manifest's), so a different file recomputes
  *   what is downstream and nothing upstream.
@@ -48,7 +48,8 @@ import {
   teacherFromArtifact,
   verifyTeacherDir,
 } from "./teacher/model.ts";
-import { readTorchCheckpoint, teacherFromCorl } from "./teacher/torch_import.ts";
+import { readTorchCheckpoint } from "./teacher/torch_checkpoint.ts";
+import { teacherFromCorl } from "./teacher/corl_import.ts";
 import {
   initTd3bcWeights,
   targetNoise,
@@ -262,11 +263,15 @@ function makeLearner(config: TeacherConfig, data: OfflineDataset, maxAction: num
   };
 }
 
-/** Evaluates an artifact's deterministic policy: normalized return over `episodes` episodes. */
+/**
+ * Evaluates an artifact's deterministic policy: normalized return over `episodes` episodes (against
+ * `reference`, a dataset's own reference returns, when given).
+ */
 export async function evaluateTeacher(
   artifact: TeacherArtifact,
   episodes: number,
   seed: number,
+  reference?: { readonly min: number; readonly max: number },
 ): Promise<TeacherEvaluation> {
   if (!artifact.env) {
     fail(
@@ -277,7 +282,7 @@ export async function evaluateTeacher(
   }
   const teacher = teacherFromArtifact(artifact);
   try {
-    const e = await evaluatePolicy(artifact.env, teacher.policy("deterministic"), episodes, seed);
+    const e = await evaluatePolicy(artifact.env, teacher.policy("deterministic"), episodes, seed, reference);
     return {
       episodes,
       seed,
@@ -359,6 +364,7 @@ async function train(
           artifactAt(done, elapsed(), null),
           Math.max(1, config.evalEpisodes),
           config.seed,
+          data.reference,
         );
         ctx.log({ event: "eval", step: done, normalizedScore: e.meanNormalizedScore });
         curve.push({ step: done, normalizedScore: e.meanNormalizedScore });
@@ -380,7 +386,12 @@ async function train(
     const seconds = elapsed();
 
     const evaluation = config.evalEpisodes > 0
-      ? await evaluateTeacher(artifactAt(config.steps, seconds, null), config.evalEpisodes, config.seed)
+      ? await evaluateTeacher(
+        artifactAt(config.steps, seconds, null),
+        config.evalEpisodes,
+        config.seed,
+        data.reference,
+      )
       : null;
     ctx.metric("steps", config.steps);
     ctx.metric("trainSeconds", +seconds.toFixed(2));
@@ -541,7 +552,18 @@ export async function readTeacherSource(
     );
   if (source.kind === "teacher-dir") {
     if (await verifyTeacherDir(source.path) !== source.sha256) changed();
-    return await loadTeacherDir(source.path);
+    const saved = await loadTeacherDir(source.path);
+    // A checkpoint imported without --dataset has no statistics (identity), yet its networks were
+    // trained on normalized states: using it as saved would feed them raw states.
+    const identity = saved.stateMean.every((m) => m === 0) && saved.stateStd.every((s) => s === 1);
+    if (identity && saved.source.startsWith("imported:")) {
+      fail(
+        "input",
+        `teacher ${source.path}: stateMean/stateStd are the identity (0 and 1), expected the training data's statistics: it was imported without --dataset`,
+        "give the .pt checkpoint itself to --teacher (the dataset's statistics are used), or re-import it with --dataset",
+      );
+    }
+    return saved;
   }
   const bytes = await Deno.readFile(source.path).catch((e) =>
     fail("input", `cannot read teacher checkpoint ${source.path} (${(e as Error).message.split("\n")[0]})`)

@@ -342,3 +342,52 @@ Deno.test("every task that computes on wasm grants exactly the BLAS candidates a
     assert.ok(env === "--allow-env" || env?.split(/[=,]/).includes("OBD_BLAS"), `${task}: ${env}`);
   }
 });
+
+Deno.test("sums over leading axes on the BLAS equal the float64 sums and the wasm kernel; shared copies outlive their source", async () => {
+  const lib = await startWithBlas();
+  const rng = new Rng(17);
+  try {
+    const cases: [number[], number | number[], boolean][] = [
+      [[37, 29], 0, false],
+      [[37, 29], [0], true],
+      [[2, 3, 5], [0, 1], false],
+      [[2, 3, 5], [-3], true],
+      [[7936, 256], 0, false], // a bias gradient of Cal-QL's critic pass
+      [[4, 6], 1, false], // trailing axis: the wasm kernel
+      [[4, 6], [0, 1], false], // every axis: the wasm kernel
+    ];
+    for (const [shape, axis, keepDims] of cases) {
+      const x = rng.fillNormal(new Float32Array(shape.reduce((p, d) => p * d, 1)));
+      const run = () =>
+        tf.tidy(() => {
+          const s = tf.sum(tf.tensor(x, shape), axis, keepDims);
+          return { values: s.dataSync().slice(), shape: s.shape };
+        });
+      useWasmMatMul(lib);
+      const got = run();
+      useWasmMatMul(undefined);
+      const wasm = run();
+      assert.deepEqual(got.shape, wasm.shape, `${shape} over ${axis}`);
+      // float64 reference over the leading axes (the cases above with leading axes only)
+      const axes = ([] as number[]).concat(axis).map((a) => a < 0 ? a + shape.length : a);
+      if (axes.every((a, i) => a === i) && axes.length < shape.length) {
+        const cols = shape.slice(axes.length).reduce((p, d) => p * d, 1), rows = x.length / cols;
+        const want = new Float64Array(cols);
+        for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) want[c] += x[r * cols + c];
+        assertClose(got.values, want, `${shape} over ${axis} against float64`, 1e-5);
+      }
+      assertClose(got.values, wasm.values, `${shape} over ${axis} against the wasm kernel`, 1e-5);
+    }
+    useWasmMatMul(lib);
+    // Identity and same-dtype Cast share the data: the copy must survive its source's disposal.
+    const a = tf.tensor1d([1, 2, 3]);
+    const b = tf.clone(a), c = tf.cast(a, "float32"), d = tf.cast(a, "int32");
+    a.dispose();
+    assert.deepEqual([...b.dataSync()], [1, 2, 3]);
+    assert.deepEqual([...c.dataSync()], [1, 2, 3]);
+    assert.equal(d.dtype, "int32");
+    tf.dispose([b, c, d]);
+  } finally {
+    useWasmMatMul(lib);
+  }
+});

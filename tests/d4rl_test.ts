@@ -127,10 +127,10 @@ with h5py.File(path, "w") as f:
 print("{}")
 `;
     const missing = `${dir}/missing.hdf5`;
-    await python(writer, missing, JSON.stringify({ remove: ["timeouts"] }));
+    await python(writer, missing, JSON.stringify({ remove: ["terminals"] }));
     await assertFails(() => loadD4rlDataset(missing), "input", [
       missing,
-      "missing D4RL key 'timeouts'",
+      "missing D4RL key 'terminals'",
       "observations",
     ]);
 

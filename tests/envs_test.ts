@@ -5,13 +5,24 @@
 
 import assert from "node:assert/strict";
 import {
+  compileModel,
   loadModel,
   loadMujoco,
   LocomotionEnv,
   MARGIN_SUM_VERSION,
+  readModelXml,
   VecLocomotionEnv,
 } from "../envs/locomotion.ts";
-import { ENV_NAMES, ENV_SPECS, type EnvName, isHealthy, normalizedScore } from "../envs/specs.ts";
+import { assertFails } from "./helpers.ts";
+import {
+  ALL_ENV_NAMES,
+  type D4rlEnvName,
+  ENV_NAMES,
+  ENV_SPECS,
+  type EnvName,
+  isHealthy,
+  normalizedScore,
+} from "../envs/specs.ts";
 import { Rng } from "../numerics/random.ts";
 
 // ---------------------------------------------------------------------------------------------
@@ -133,7 +144,7 @@ Deno.test("step validates the action length and refuses to run before reset", as
 
 Deno.test("reward of a transition recomputed by hand from qpos before/after and the action", async () => {
   // reward = (x_after − x_before)/dt + healthy − w·Σa², with the *unclipped* action in the cost.
-  const cases: Record<EnvName, { action: number[]; healthy: number; w: number; dt: number }> = {
+  const cases: Record<D4rlEnvName, { action: number[]; healthy: number; w: number; dt: number }> = {
     hopper: { action: [0.5, -1.5, 0.25], healthy: 1, w: 1e-3, dt: 0.008 },
     halfcheetah: { action: [0.5, -1.5, 0.25, 1, -0.75, 2], healthy: 0, w: 0.1, dt: 0.05 },
     walker2d: { action: [0.5, -1.5, 0.25, 1, -0.75, 2], healthy: 1, w: 1e-3, dt: 0.008 },
@@ -570,7 +581,7 @@ const CHEETAH_GEOMETRY: ExpectedGeometry = {
   },
 };
 
-const GEOMETRY: Record<EnvName, ExpectedGeometry> = {
+const GEOMETRY: Record<D4rlEnvName, ExpectedGeometry> = {
   hopper: HOPPER_GEOMETRY,
   halfcheetah: CHEETAH_GEOMETRY,
   walker2d: WALKER_GEOMETRY,
@@ -709,7 +720,7 @@ Deno.test("model parameters: joints, actuators, contacts and options as in Gym's
 });
 
 /**
- * Mass of a capsule of radius r and straight length L at density 1000, as MuJoCo ≤ 2.1.1
+ * Mass of a capsule of radius r and straight length L at density 1000, as MuJoCo ≤ 2.1.0
  * (mujoco-py, which generated D4RL) computed it: a cylinder of length L + r. Principal inertias
  * [I_perp, I_perp, I_axis] of that cylinder.
  */
@@ -719,7 +730,7 @@ function legacyCapsule(r: number, L: number): { m: number; inertia: [number, num
   const perp = (m * (3 * r * r + H * H)) / 12;
   return { m, inertia: [perp, perp, (m * r * r) / 2] };
 }
-/** Exact capsule mass (MuJoCo ≥ 2.1.2): cylinder plus a full sphere. */
+/** Exact capsule mass (MuJoCo ≥ 2.1.1): cylinder plus a full sphere. */
 const exactCapsuleMass = (r: number, L: number) => 1000 * Math.PI * (r * r * L + (4 / 3) * r ** 3);
 
 const sorted = (v: ArrayLike<number>) => Array.from(v).sort((a, b) => a - b);
@@ -819,4 +830,76 @@ Deno.test("masses and inertias: Gym's geometry at density 1000 with mujoco-py's 
     1e-9,
     "cheetah torso",
   );
+});
+
+Deno.test("recorded masses: v3 specs hold the legacy capsule rule, v5 specs exact capsules; models match them", async () => {
+  for (const env of ALL_ENV_NAMES) {
+    const m = await loadModel(env);
+    const mass = Array.from(m.body_mass as Float64Array);
+    m.delete();
+    assertAllClose(mass.slice(1), ENV_SPECS[env].bodyMasses.map(([, kg]) => kg), 1e-9, `${env} masses`);
+  }
+  const kg = (env: EnvName) => ENV_SPECS[env].bodyMasses.map(([, m]) => m);
+  const hopperCaps: [number, number][] = [[0.05, 0.4], [0.05, 0.45], [0.04, 0.5], [0.06, 0.39]];
+  const walkerCaps: [number, number][] = [[0.05, 0.4], [0.05, 0.45], [0.04, 0.5], [0.06, 0.2]];
+  const walkerOrder = [0, 1, 2, 3, 1, 2, 3];
+  assertAllClose(kg("hopper"), hopperCaps.map(([r, L]) => legacyCapsule(r, L).m), 1e-12, "hopper");
+  assertAllClose(kg("hopper-v5"), hopperCaps.map(([r, L]) => exactCapsuleMass(r, L)), 1e-12, "hopper-v5");
+  assertAllClose(kg("walker2d"), walkerOrder.map((k) => legacyCapsule(...walkerCaps[k]).m), 1e-12, "walker");
+  assertAllClose(
+    kg("walker2d-v5"),
+    walkerOrder.map((k) => exactCapsuleMass(...walkerCaps[k])),
+    1e-12,
+    "walker-v5",
+  );
+  // HalfCheetah: capsules r 0.046 (torso 1.0 + head 0.3 in one body), rescaled together to 14 kg.
+  const cheetah = [[1.0, 0.3], [0.29], [0.3], [0.188], [0.266], [0.212], [0.14]];
+  const rules = [
+    ["halfcheetah", (L: number) => legacyCapsule(0.046, L).m],
+    ["halfcheetah-v5", (L: number) => exactCapsuleMass(0.046, L)],
+  ] as const;
+  for (const [env, mass] of rules) {
+    const raw = cheetah.map((lengths) => lengths.reduce((s, L) => s + mass(L), 0));
+    const total = raw.reduce((s, m) => s + m, 0);
+    assertAllClose(kg(env), raw.map((m) => (m * 14) / total), 1e-12, env);
+  }
+});
+
+Deno.test("bad model files fail at load with one line: rejected by MuJoCo 3, or masses off the recorded ones", async () => {
+  const xml = await readModelXml("hopper");
+  // Gym's own files use global coordinates, which MuJoCo 3 refuses.
+  const globalCoordinates = xml.replace(
+    '<compiler angle="degree"',
+    '<compiler coordinate="global" angle="degree"',
+  );
+  assert.notEqual(globalCoordinates, xml);
+  await assertFails(compileModel("hopper", globalCoordinates, "gym-hopper.xml"), "input", [
+    "gym-hopper.xml",
+    "rejects the model",
+    "global coordinates",
+  ]);
+  // A foot 1 g heavier than recorded.
+  const heavier = xml.replace('mass="5.08938009882"', 'mass="5.09038009882"');
+  assert.notEqual(heavier, xml);
+  await assertFails(compileModel("hopper", heavier), "input", [
+    'body "foot"',
+    "5.09038009882",
+    String(ENV_SPECS.hopper.bodyMasses[3][1]),
+  ]);
+  // The foot's explicit inertial dropped: MuJoCo 3 derives it from the geom with the exact capsule
+  // rule (cylinder plus a full sphere), 4% heavier than mujoco-py's cylinder of length L + r.
+  const fromGeom = xml.replace(/<inertial pos="-0\.065 0 0\.1"[^>]*\/>/, "");
+  assert.notEqual(fromGeom, xml);
+  const failure = await assertFails(compileModel("hopper", fromGeom), "input", ['body "foot"', "has mass"]);
+  const exact = 1000 * Math.PI * (0.06 ** 2 * 0.39 + (4 / 3) * 0.06 ** 3);
+  assert.ok(failure.error.message.includes(String(exact).slice(0, 8)), failure.error.message);
+  // Differing margins: no per-geom value gives both engines' pair margins.
+  const floorMargin = xml.replace('<geom name="floor"', '<geom name="floor" margin="0.002"');
+  assert.notEqual(floorMargin, xml);
+  await assertFails(compileModel("hopper", floorMargin), "input", [
+    "different contact margins",
+    "0.002, 0.001",
+  ]);
+  // Still loads as shipped.
+  (await compileModel("hopper", xml)).delete();
 });

@@ -487,7 +487,10 @@ Deno.test("grid command line: one description, expanded in order with exact comm
   ]);
   const perms = workerPermissions(taskFlags("pipeline"), spec);
   assert.ok(perms.includes("--allow-write=data,/tmp/c"), perms.join(" "));
-  assert.ok(perms.includes("--allow-read=.,/tmp/c,/etc/hostname"), perms.join(" "));
+  // The task's $HOME entries (D4RL's and Minari's caches) expanded as `deno task` expands them.
+  const home = Deno.env.get("HOME");
+  const caches = home ? `${home}/.d4rl/datasets,${home}/.minari/datasets,` : "";
+  assert.ok(perms.includes(`--allow-read=.,${caches}/tmp/c,/etc/hostname`), perms.join(" "));
   const cases: [string[], RegExp][] = [
     [["--methods", "dbc"], /--datasets is missing/],
     [["--datasets", "embedded", "--methods", "dbc,bogus"], /--methods: no method "bogus"/],

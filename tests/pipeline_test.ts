@@ -34,7 +34,8 @@ await initBackend("wasm");
 const small: PipelineConfig = {
   seeds: [0],
   load: { minTransitions: 5_000 },
-  teacher: { ...PRESETS.quick.teacher, steps: 40, evalEpisodes: 1, checkpointEvery: 20 },
+  // Trained, whatever the quick preset's default source (the shipped teacher when present).
+  teacher: { ...PRESETS.quick.teacher, steps: 40, evalEpisodes: 1, checkpointEvery: 20, source: "train" },
   density: PRESETS.quick.density,
   student: { hiddenLayers: 1, width: 16, steps: 3, learningRate: 0.1 },
   distill: {

@@ -156,6 +156,32 @@ Deno.test("a corrupted or incomplete entry is reported and recomputed, never use
   assert.deepEqual((await runChain(root, base)).counts, { source: 1 });
 });
 
+Deno.test("an edited manifest (a metric, the config) is reported and recomputed, never trusted", async () => {
+  const root = await Deno.makeTempDir();
+  const { result } = await runChain(root, base);
+  const path = join(root, "total", right(result).t.key, MANIFEST_FILE);
+  const original = await Deno.readTextFile(path);
+  for (
+    const edit of [
+      (m: any) => (m.metrics.sum = 99),
+      (m: any) => (m.config = { label: "edited" }),
+      (m: any) => delete m.digest,
+    ]
+  ) {
+    const manifest = JSON.parse(original);
+    edit(manifest);
+    await Deno.writeTextFile(path, JSON.stringify(manifest, null, 2));
+    const again = await runChain(root, base);
+    assert.deepEqual(again.counts, { total: 1 });
+    assert.ok(
+      again.reports.some((l) => l.includes("invalid") && /was edited|has no digest/.test(l)),
+      again.reports.join("\n"),
+    );
+    assert.equal(right(again.result).t.manifest.metrics.sum, 25);
+    assert.equal(JSON.parse(await Deno.readTextFile(path)).metrics.sum, 25);
+  }
+});
+
 Deno.test("a full disk during a write gives a one-line cache error and leaves the cache as it was", async () => {
   const root = await Deno.makeTempDir();
   await runChain(root, base);

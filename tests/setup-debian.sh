@@ -8,10 +8,13 @@
 #     directory, for the very deno binary that runs the tests (`deno jupyter --install`).
 #   - native matmuls (tests/blas_test.ts): OpenBLAS's pthread build at the path the tasks grant, checked
 #     on its own since torch may have come with another BLAS flavour.
+#   - cross-engine reference (tests/mujoco_reference_test.ts): MuJoCo 2.2.2's headers and library, which
+#     a small C driver is built against with gcc (the Node image ships gcc).
 set -eu
 REFERENCE_PACKAGES="python3-h5py python3-sklearn python3-torch libopenblas0-pthread"
 OPENBLAS=/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0
 NOTEBOOK_PACKAGES="jupyter-nbconvert python3-nbclient"
+MUJOCO_PACKAGES="libmujoco-dev"
 
 imports() { [ -x /usr/bin/python3 ] && /usr/bin/python3 -c "import $1" 2>/dev/null; }
 
@@ -22,6 +25,7 @@ imports "nbconvert, nbclient, jupyter_client" || PACKAGES="$PACKAGES $NOTEBOOK_P
 if [ "$(uname -m)" = x86_64 ] && [ ! -e "$OPENBLAS" ]; then
   case " $PACKAGES " in *" libopenblas0-pthread "*) ;; *) PACKAGES="$PACKAGES libopenblas0-pthread" ;; esac
 fi
+[ -f /usr/include/mujoco/mujoco.h ] || PACKAGES="$PACKAGES $MUJOCO_PACKAGES"
 # Unquoted on purpose: word splitting trims the list.
 PACKAGES=$(echo $PACKAGES)
 if [ -z "$PACKAGES" ]; then
@@ -38,3 +42,6 @@ $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $PACKAGES >/dev/null
 /usr/bin/python3 -c "import h5py, sklearn, torch; print('setup: h5py', h5py.__version__, 'sklearn', sklearn.__version__, 'torch', torch.__version__)"
 /usr/bin/python3 -c "import nbconvert, nbclient; print('setup: nbconvert', nbconvert.__version__, 'nbclient', nbclient.__version__)"
+if [ -f /usr/include/mujoco/mujoco.h ]; then
+  echo "setup: MuJoCo $(sed -n 's/^#define mjVERSION_HEADER //p' /usr/include/mujoco/mujoco.h) headers"
+fi

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import * as tf from "@tensorflow/tfjs";
 import { initBackend } from "../numerics/backend.ts";
+import { activeBlas } from "../numerics/blas_kernels.ts";
 import { LocomotionEnv } from "../envs/locomotion.ts";
 import { normalizedScore } from "../envs/specs.ts";
 import { evaluatePolicy } from "../envs/rollout.ts";
@@ -382,17 +383,13 @@ Deno.test("TD3+BC loss terms equal a float64 hand computation on one-layer netwo
   assertClose([l.lambda, l.loss], [lambda, actorLoss], 1e-5, "λ and actor loss");
 });
 
-Deno.test("TD3+BC: two updates (critic, then critic + delayed actor + targets) match PyTorch to 1e-5", async () => {
+Deno.test("TD3+BC: two updates (critic, then critic + delayed actor + targets) match PyTorch to 1e-5 on both engines", async () => {
   const config: Td3bcConfig = { ...TD3BC_DEFAULTS, hidden: [32, 32], batchSize: 16 };
   const [obsDim, actDim] = [5, 2];
   const init = initTd3bcWeights(obsDim, actDim, config, new Rng(7));
   const rng = new Rng(8);
   const batches = [hostBatch(rng, 16, obsDim, actDim), hostBatch(rng, 16, obsDim, actDim)];
   const noises = batches.map(() => targetNoise(rng, 16, actDim, config, 1));
-  const learner = new Td3bc(init, config, 1);
-  const stats = batches.map((b, i) => tidyPlain(() => learner.update(batchFromArrays(b), noises[i], true))!);
-  const after = learner.weights();
-  learner.dispose();
   const ref = await torchRun(
     `
 c = spec["config"]
@@ -429,29 +426,74 @@ print(json.dumps({"stats": out, "actor": dump(actor), "critic1": dump(c1), "crit
       noises: noises.map((n) => Array.from(n)),
     },
   );
+  assert.ok(activeBlas(), "the host engine needs the BLAS: run with the test task's --allow-ffi");
+  for (const engine of ["tensors", "host"] as const) {
+    const learner = new Td3bc(init, config, 1, engine);
+    assert.equal(learner.engine, engine);
+    const stats = batches.map((b, i) =>
+      tidyPlain(() => learner.update(batchFromArrays(b), noises[i], true))!
+    );
+    const after = learner.weights();
+    learner.dispose();
+    for (
+      const key of ["actor", "critic1", "critic2", "actorTarget", "critic1Target", "critic2Target"] as const
+    ) {
+      assertClose(flat(after[key as keyof Td3bcWeights]), flatRef(ref[key]), 1e-5, key);
+      // The test must be able to fail: every network moved away from its initial weights.
+      assert.ok(
+        maxAbsDiff(flat(after[key as keyof Td3bcWeights]), flat(init[key as keyof Td3bcWeights])) > 1e-6,
+        `${key} changed`,
+      );
+    }
+    assert.equal(stats[0].actorLoss, undefined, "no actor update on step 1 (policy delay 2)");
+    assertClose(
+      [stats[0].criticLoss, stats[1].criticLoss],
+      [ref.stats[0].criticLoss, ref.stats[1].criticLoss],
+      1e-5 * (1 + ref.stats[0].criticLoss),
+      "critic losses",
+    );
+    assertClose(
+      [stats[1].actorLoss!, stats[1].lambda!, stats[1].bcLoss!],
+      [ref.stats[1].actorLoss, ref.stats[1].lambda_, ref.stats[1].bcLoss],
+      1e-5,
+      `${engine}: actor loss, λ, BC term`,
+    );
+  }
+});
+
+Deno.test("TD3+BC: the host engine's state resumes on the tensor engine and both continue alike", () => {
+  const config: Td3bcConfig = { ...TD3BC_DEFAULTS, hidden: [24, 16], batchSize: 12 };
+  const [obsDim, actDim] = [4, 3];
+  const rng = new Rng(21);
+  const host = new Td3bc(initTd3bcWeights(obsDim, actDim, config, new Rng(20)), config, 1, "host");
+  const steps = Array.from({ length: 6 }, () => ({
+    batch: hostBatch(rng, 12, obsDim, actDim),
+    noise: targetNoise(rng, 12, actDim, config, 1),
+  }));
+  for (const s of steps.slice(0, 3)) tidyPlain(() => host.update(batchFromArrays(s.batch), s.noise));
+  const tensors = new Td3bc(initTd3bcWeights(obsDim, actDim, config, new Rng(99)), config, 1, "tensors");
+  tensors.setState(host.state());
+  for (const s of steps.slice(3)) {
+    const a = tidyPlain(() => host.update(batchFromArrays(s.batch), s.noise, true))!;
+    const b = tidyPlain(() => tensors.update(batchFromArrays(s.batch), s.noise, true))!;
+    assertClose([a.criticLoss, a.actorLoss ?? 0], [b.criticLoss, b.actorLoss ?? 0], 1e-4, "losses");
+  }
+  const [x, y] = [host.state(), tensors.state()];
+  assert.equal(x.step, 6);
+  assert.equal(y.step, 6);
   for (
     const key of ["actor", "critic1", "critic2", "actorTarget", "critic1Target", "critic2Target"] as const
   ) {
-    assertClose(flat(after[key as keyof Td3bcWeights]), flatRef(ref[key]), 1e-5, key);
-    // The test must be able to fail: every network moved away from its initial weights.
-    assert.ok(
-      maxAbsDiff(flat(after[key as keyof Td3bcWeights]), flat(init[key as keyof Td3bcWeights])) > 1e-6,
-      `${key} changed`,
-    );
+    assertClose(flat(x.weights[key]), flat(y.weights[key]), 1e-4, key);
   }
-  assert.equal(stats[0].actorLoss, undefined, "no actor update on step 1 (policy delay 2)");
   assertClose(
-    [stats[0].criticLoss, stats[1].criticLoss],
-    [ref.stats[0].criticLoss, ref.stats[1].criticLoss],
-    1e-5 * (1 + ref.stats[0].criticLoss),
-    "critic losses",
+    x.criticOptimizer.v.flatMap((v) => [...v]),
+    y.criticOptimizer.v.flatMap((v) => [...v]),
+    1e-4,
+    "v",
   );
-  assertClose(
-    [stats[1].actorLoss!, stats[1].lambda!, stats[1].bcLoss!],
-    [ref.stats[1].actorLoss, ref.stats[1].lambda_, ref.stats[1].bcLoss],
-    1e-5,
-    "actor loss, λ, BC term",
-  );
+  host.dispose();
+  tensors.dispose();
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -768,15 +810,23 @@ Deno.test("the stage runs through the runtime: manifest metric, run log, artifac
   assert.equal(rt.executions.get("teacher"), 1);
   const cached = (second as { right: { value: TeacherArtifact; fromCache: boolean } }).right;
   assert.ok(cached.fromCache);
-  // Logging, evaluation and checkpoint cadence are not in the key (the CLI's curve-logging run serves
-  // the pipeline); a setting that changes the weights is.
-  const cadence = { ...SMALL_TD3, logEvery: 20, evalEvery: 20, checkpointEvery: 7 };
+  // Logging and checkpoint cadence are not in the key; a setting that changes the weights is, and so
+  // is evalEvery: the evaluation curve is part of the output (same weights, one more point).
+  const cadence = { ...SMALL_TD3, logEvery: 20, checkpointEvery: 7 };
   const third = await runStage(rt, teacherStage, cadence, { dataset: dataArtifact })();
   assert.ok((third as { right: { fromCache: boolean } }).right.fromCache);
   assert.equal(rt.executions.get("teacher"), 1);
   const fourth = await runStage(rt, teacherStage, { ...SMALL_TD3, steps: 41 }, { dataset: dataArtifact })();
   assert.equal((fourth as { right: { fromCache: boolean } }).right.fromCache, false);
   assert.equal(rt.executions.get("teacher"), 2);
+  const curved = await runStage(rt, teacherStage, { ...SMALL_TD3, evalEvery: 20 }, {
+    dataset: dataArtifact,
+  })();
+  assert.equal(rt.executions.get("teacher"), 3);
+  const withCurve = (curved as { right: { value: TeacherArtifact } }).right.value;
+  assert.deepEqual(withCurve.training.curve?.map((p) => p.step), [20, 40]);
+  assert.equal(withCurve.training.curve![1].normalizedScore, withCurve.evaluation!.meanNormalizedScore);
+  assert.deepEqual(Array.from(withCurve.actor.net.weights[1]), Array.from(t.actor.net.weights[1]));
   assert.deepEqual(Array.from(cached.value.actor.net.weights[1]), Array.from(t.actor.net.weights[1]));
   // As a Teacher: act = tanh(MLP)·m, q = critic 1, both on normalized states.
   const teacher = teacherFromArtifact(cached.value);

@@ -12,14 +12,9 @@ import { initBackend } from "../numerics/backend.ts";
 import { createRuntime } from "../core/runtime.ts";
 import { Rng } from "../numerics/random.ts";
 import { loadTeacherDir, teacherFromArtifact } from "../stages/teacher.ts";
-import {
-  PyGlobal,
-  PyObject,
-  readTorchCheckpoint,
-  readZipDirectory,
-  TorchTensor,
-  unpickle,
-} from "../stages/teacher/torch_import.ts";
+import { PyGlobal, PyObject, unpickle } from "../stages/teacher/pickle.ts";
+import { readTorchCheckpoint, TorchTensor } from "../stages/teacher/torch_checkpoint.ts";
+import { readZipDirectory } from "../stages/teacher/zip.ts";
 import { importTeacher } from "../commands/teacher.ts";
 import { assertFails, python, REPO_ROOT, runUnderTask } from "./helpers.ts";
 

@@ -39,6 +39,9 @@ import {
   tidyPlain,
 } from "../../numerics/mlp.ts";
 import type { Rng } from "../../numerics/random.ts";
+import type { BlasLibrary } from "../../numerics/blas.ts";
+import { activeBlas } from "../../numerics/blas_kernels.ts";
+import { FlatAdam, hostBackward, hostForward, HostMlp, MlpPass, polyak } from "../../numerics/host_mlp.ts";
 import type { Batch } from "./data.ts";
 import { criticForward } from "./model.ts";
 
@@ -197,8 +200,265 @@ export interface Td3bcStepStats {
   readonly bcLoss?: number;
 }
 
-/** A TD3+BC learner: networks as variables on the backend, two Adam optimizers. */
+/** Which implementation a {@link Td3bc} runs: tensors on the backend, or host arrays and the BLAS. */
+export type Td3bcEngine = "tensors" | "host";
+
+/**
+ * A TD3+BC learner. With a BLAS behind the wasm backend (numerics/blas.ts) it trains on host arrays
+ * with hand-derived backward passes, every product a BLAS call (`host`: the step is ≈ 40 small
+ * operations, each a tfjs op of tens of microseconds otherwise); else on tensors with autodiff
+ * (`tensors`). Both compute the same update (tests/teacher_test.ts holds them to each other and to
+ * PyTorch); weights and optimizer state have one format.
+ */
 export class Td3bc {
+  /** The hyperparameters. */
+  readonly config: Td3bcConfig;
+  /** m of π(s) = m · tanh(MLP(s)). */
+  readonly maxAction: number;
+  /** The implementation in use. */
+  readonly engine: Td3bcEngine;
+  readonly #impl: TensorTd3bc | HostTd3bc;
+
+  /**
+   * Starts from `weights`; `engine` defaults to `host` where a BLAS is active on wasm, else
+   * `tensors`.
+   */
+  constructor(weights: Td3bcWeights, config: Td3bcConfig, maxAction: number, engine?: Td3bcEngine) {
+    this.config = config;
+    this.maxAction = maxAction;
+    const blas = activeBlas();
+    this.engine = engine ?? (blas && tf.getBackend() === "wasm" ? "host" : "tensors");
+    if (this.engine === "host") {
+      if (!blas) throw new Error("the host TD3+BC engine needs a BLAS (numerics/blas.ts)");
+      this.#impl = new HostTd3bc(blas, weights, config, maxAction);
+    } else {
+      this.#impl = new TensorTd3bc(weights, config, maxAction);
+    }
+  }
+
+  /** Training steps done. */
+  get step(): number {
+    return this.#impl.step;
+  }
+
+  /**
+   * One training step on `batch` with target noise `noise` ([batch, actDim], already scaled and
+   * clipped: {@link targetNoise}). With `stats`, returns the step's losses (a backend sync).
+   */
+  update(batch: Batch, noise: Float32Array, stats = false): Td3bcStepStats | undefined {
+    return this.#impl.update(batch, noise, stats);
+  }
+
+  /** The current weights (synchronous download). */
+  weights(): Td3bcWeights {
+    return this.#impl.weights();
+  }
+
+  /** Everything to resume from (weights, Adam moments, step). */
+  state(): Td3bcState {
+    return this.#impl.state();
+  }
+
+  /** Restores a state saved by {@link Td3bc.state} (same architecture, either engine). */
+  setState(state: Td3bcState): void {
+    this.#impl.setState(state);
+  }
+
+  /** Frees every tensor. */
+  dispose(): void {
+    this.#impl.dispose();
+  }
+}
+
+/** The learner on host arrays: the update of {@link TensorTd3bc}, derived by hand, products on the BLAS. */
+class HostTd3bc {
+  readonly #blas: BlasLibrary;
+  readonly #config: Td3bcConfig;
+  readonly #maxAction: number;
+  readonly #actor: HostMlp;
+  readonly #critic1: HostMlp;
+  readonly #critic2: HostMlp;
+  readonly #actorTarget: HostMlp;
+  readonly #critic1Target: HostMlp;
+  readonly #critic2Target: HostMlp;
+  readonly #actorGrad: HostMlp;
+  readonly #critic1Grad: HostMlp;
+  readonly #critic2Grad: HostMlp;
+  readonly #actorOpt: FlatAdam;
+  readonly #criticOpt: FlatAdam;
+  #buffers?: ReturnType<HostTd3bc["allocate"]>;
+  step = 0;
+
+  constructor(blas: BlasLibrary, weights: Td3bcWeights, config: Td3bcConfig, maxAction: number) {
+    this.#blas = blas;
+    this.#config = config;
+    this.#maxAction = maxAction;
+    this.#actor = new HostMlp(weights.actor);
+    this.#critic1 = new HostMlp(weights.critic1);
+    this.#critic2 = new HostMlp(weights.critic2);
+    this.#actorTarget = new HostMlp(weights.actorTarget);
+    this.#critic1Target = new HostMlp(weights.critic1Target);
+    this.#critic2Target = new HostMlp(weights.critic2Target);
+    this.#actorGrad = new HostMlp(weights.actor);
+    this.#critic1Grad = new HostMlp(weights.critic1);
+    this.#critic2Grad = new HostMlp(weights.critic2);
+    this.#actorOpt = new FlatAdam([this.#actor.params.length], { learningRate: config.actorLr });
+    this.#criticOpt = new FlatAdam([this.#critic1.params.length, this.#critic2.params.length], {
+      learningRate: config.criticLr,
+    });
+  }
+
+  /** Buffers for minibatches of `rows`. */
+  private allocate(rows: number) {
+    const obsDim = this.#actor.sizes[0], actDim = this.#actor.sizes[this.#actor.sizes.length - 1];
+    const pass = (net: HostMlp) => new MlpPass(net.sizes, rows);
+    return {
+      rows,
+      obsDim,
+      actDim,
+      targetActor: pass(this.#actor),
+      target1: pass(this.#critic1),
+      target2: pass(this.#critic2),
+      q1: pass(this.#critic1),
+      q2: pass(this.#critic2),
+      actor: pass(this.#actor),
+      actorQ: pass(this.#critic1),
+      nextInput: new Float32Array(rows * (obsDim + actDim)),
+      input: new Float32Array(rows * (obsDim + actDim)),
+      policyInput: new Float32Array(rows * (obsDim + actDim)),
+      y: new Float32Array(rows),
+      d1: new Float32Array(rows),
+      d2: new Float32Array(rows),
+      dq: new Float32Array(rows),
+      pi: new Float32Array(rows * actDim),
+      dAction: new Float32Array(rows * actDim),
+      dPre: new Float32Array(rows * actDim),
+    };
+  }
+
+  update(batch: Batch, noise: Float32Array, stats: boolean): Td3bcStepStats | undefined {
+    this.step++;
+    const blas = this.#blas, m = this.#maxAction;
+    const { alpha, discount, policyDelay, tau } = this.#config;
+    const rows = batch.rewards.shape[0];
+    if (!this.#buffers || this.#buffers.rows !== rows) this.#buffers = this.allocate(rows);
+    const b = this.#buffers, { obsDim, actDim } = b, width = obsDim + actDim;
+    const states = batch.states.dataSync() as Float32Array,
+      actions = batch.actions.dataSync() as Float32Array;
+    const rewards = batch.rewards.dataSync() as Float32Array;
+    const nextStates = batch.nextStates.dataSync() as Float32Array;
+    const notDone = batch.notDone.dataSync() as Float32Array;
+    const join = (out: Float32Array, s: Float32Array, a: Float32Array) => {
+      for (let r = 0; r < rows; r++) {
+        out.set(s.subarray(r * obsDim, (r + 1) * obsDim), r * width);
+        out.set(a.subarray(r * actDim, (r + 1) * actDim), r * width + obsDim);
+      }
+    };
+
+    // y = r + γ (1 − d) min(Q'₁, Q'₂)(s', clip(π'(s') + ε, −m, m))
+    const za = hostForward(blas, this.#actorTarget, nextStates, b.targetActor);
+    const nextAction = b.pi;
+    for (let i = 0; i < za.length; i++) {
+      nextAction[i] = Math.min(m, Math.max(-m, m * Math.tanh(za[i]) + noise[i]));
+    }
+    join(b.nextInput, nextStates, nextAction);
+    const t1 = hostForward(blas, this.#critic1Target, b.nextInput, b.target1);
+    const t2 = hostForward(blas, this.#critic2Target, b.nextInput, b.target2);
+    for (let i = 0; i < rows; i++) b.y[i] = rewards[i] + notDone[i] * discount * Math.min(t1[i], t2[i]);
+
+    // L_Q and its gradient: ∂/∂Qₖ = 2 (Qₖ − y) / B.
+    join(b.input, states, actions);
+    const q1 = hostForward(blas, this.#critic1, b.input, b.q1);
+    const q2 = hostForward(blas, this.#critic2, b.input, b.q2);
+    let criticLoss = 0;
+    for (let i = 0; i < rows; i++) {
+      const e1 = q1[i] - b.y[i], e2 = q2[i] - b.y[i];
+      criticLoss += e1 * e1 + e2 * e2;
+      b.d1[i] = 2 * e1 / rows;
+      b.d2[i] = 2 * e2 / rows;
+    }
+    hostBackward(blas, this.#critic1, b.q1, b.d1, this.#critic1Grad);
+    hostBackward(blas, this.#critic2, b.q2, b.d2, this.#critic2Grad);
+    this.#criticOpt.apply(
+      [this.#critic1.params, this.#critic2.params],
+      [this.#critic1Grad.params, this.#critic2Grad.params],
+    );
+    const out: { -readonly [K in keyof Td3bcStepStats]: Td3bcStepStats[K] } | undefined = stats
+      ? { criticLoss: criticLoss / rows }
+      : undefined;
+    if (this.step % policyDelay !== 0) return out;
+
+    // L_π = −λ mean Q₁(s, π(s)) + mean (π(s) − a)², λ = α / mean |Q₁| held constant.
+    const zp = hostForward(blas, this.#actor, states, b.actor);
+    const pi = b.pi;
+    for (let i = 0; i < zp.length; i++) pi[i] = m * Math.tanh(zp[i]);
+    join(b.policyInput, states, pi);
+    const q = hostForward(blas, this.#critic1, b.policyInput, b.actorQ);
+    let absQ = 0, sumQ = 0, bc = 0;
+    for (let i = 0; i < rows; i++) absQ += Math.abs(q[i]), sumQ += q[i];
+    const lambda = Math.fround(alpha / Math.fround(absQ / rows));
+    b.dq.fill(-lambda / rows);
+    hostBackward(blas, this.#critic1, b.actorQ, b.dq, undefined, { out: b.dAction, from: obsDim, to: width });
+    const n = rows * actDim;
+    for (let i = 0; i < n; i++) {
+      const diff = pi[i] - actions[i];
+      bc += diff * diff;
+      const t = pi[i] / m;
+      b.dPre[i] = (b.dAction[i] + 2 * diff / n) * m * (1 - t * t);
+    }
+    hostBackward(blas, this.#actor, b.actor, b.dPre, this.#actorGrad);
+    this.#actorOpt.apply([this.#actor.params], [this.#actorGrad.params]);
+    polyak(this.#critic1Target.params, this.#critic1.params, tau);
+    polyak(this.#critic2Target.params, this.#critic2.params, tau);
+    polyak(this.#actorTarget.params, this.#actor.params, tau);
+    if (out) {
+      const meanQ = sumQ / rows;
+      out.lambda = lambda;
+      out.meanQ = meanQ;
+      out.bcLoss = bc / n;
+      out.actorLoss = -lambda * meanQ + bc / n;
+    }
+    return out;
+  }
+
+  weights(): Td3bcWeights {
+    return {
+      actor: this.#actor.weights(),
+      critic1: this.#critic1.weights(),
+      critic2: this.#critic2.weights(),
+      actorTarget: this.#actorTarget.weights(),
+      critic1Target: this.#critic1Target.weights(),
+      critic2Target: this.#critic2Target.weights(),
+    };
+  }
+
+  state(): Td3bcState {
+    return {
+      weights: this.weights(),
+      actorOptimizer: this.#actorOpt.state([this.#actor.sizes]),
+      criticOptimizer: this.#criticOpt.state([this.#critic1.sizes, this.#critic2.sizes]),
+      step: this.step,
+    };
+  }
+
+  setState(state: Td3bcState): void {
+    const w = state.weights;
+    this.#actor.set(w.actor);
+    this.#critic1.set(w.critic1);
+    this.#critic2.set(w.critic2);
+    this.#actorTarget.set(w.actorTarget);
+    this.#critic1Target.set(w.critic1Target);
+    this.#critic2Target.set(w.critic2Target);
+    this.#actorOpt.setState(state.actorOptimizer, [this.#actor.sizes]);
+    this.#criticOpt.setState(state.criticOptimizer, [this.#critic1.sizes, this.#critic2.sizes]);
+    this.step = state.step;
+  }
+
+  dispose(): void {}
+}
+
+/** The learner on tensors: networks as variables on the backend, two Adam optimizers, autodiff. */
+class TensorTd3bc {
   readonly config: Td3bcConfig;
   readonly maxAction: number;
   readonly actor: Dense<tf.Variable>[];
@@ -303,7 +563,7 @@ export class Td3bc {
     };
   }
 
-  /** Restores a state saved by {@link Td3bc.state} (same architecture). */
+  /** Restores a state saved by `state` (same architecture). */
   setState(state: Td3bcState): void {
     const w = state.weights;
     assignMlp(this.actor, w.actor);
