@@ -85,18 +85,14 @@ export interface DiversityConfig {
   readonly density: DensityConfig;
   /**
    * The teacher, for teacher targets: trained with these settings, or imported (`source`: `train`,
-   * `auto`, a checkpoint or a saved teacher directory, as the pipeline's `teacher.source`). The quick
-   * preset's is the pipeline's quick teacher, so the two share its cache entry.
+   * `auto`, a checkpoint or a saved teacher directory, as the pipeline's `teacher.source`). Both presets
+   * take the pipeline's: the embedded dataset's shipped teacher (`auto`), or with `teacher.source=train`
+   * the same training, sharing its cache entry.
    */
   readonly teacher: TeacherConfig & { readonly source: string };
 }
 
-const QUICK_TEACHER: DiversityConfig["teacher"] = {
-  ...defaultTeacherConfig("td3bc"),
-  steps: 8_000,
-  evalEvery: 0,
-  source: "auto",
-};
+const QUICK_TEACHER: DiversityConfig["teacher"] = { ...defaultTeacherConfig("td3bc"), source: "auto" };
 
 /** Named configurations: `quick` (the embedded data in minutes) and `full` (more seeds, levels, students). */
 export const DIVERSITY_PRESETS: Readonly<Record<string, DiversityConfig>> = {
