@@ -158,6 +158,66 @@ export {
 } from "./stages/density.ts";
 export { gaussianKdeLogDensity, scottBandwidth, silvermanBandwidth } from "./numerics/kde.ts";
 
+// The diversity study (state diversity against state quality as the training loss varies)
+export {
+  coverage,
+  returnsToGo,
+  selectInverseDensity,
+  selectKCenter,
+  selectQuality,
+  selectSubset,
+  type Subset,
+  SUBSET_KINDS,
+  type SubsetConfig,
+  type SubsetKind,
+  type SubsetMeasures,
+  subsetStage,
+  TARGETS,
+  type Targets,
+  validateSubsetConfig,
+  viewEpisodes,
+} from "./stages/subsets.ts";
+export {
+  evaluateSubsetStudents,
+  type StudentLevel,
+  type SubsetEvaluationConfig,
+  subsetEvaluationStage,
+  type SubsetStudents,
+  type SubsetStudentsConfig,
+  subsetStudentsStage,
+  trainSubsetStudents,
+  validateSubsetEvaluationConfig,
+  validateSubsetStudentsConfig,
+} from "./stages/subset_students.ts";
+export {
+  DIVERSITY_PRESETS,
+  DIVERSITY_UNTIL,
+  type DiversityConfig,
+  diversityConfig,
+  type DiversityResult,
+  type LevelRun,
+  runDiversityStudy,
+  studyLevels,
+  subsetConfig,
+  type SubsetRun,
+  validateDiversityConfig,
+} from "./study/diversity.ts";
+export {
+  type Crossing,
+  crossings,
+  diversityCsv,
+  diversityFigure,
+  diversityMarkdown,
+  type DiversityPoint,
+  diversityPoints,
+  type DiversityReport,
+  diversityReport,
+  type LevelComparison,
+  SUBSET_LABELS,
+  subsetMeasureRows,
+  writeDiversityReport,
+} from "./report/diversity.ts";
+
 // Environments and datasets
 export {
   ALL_ENV_NAMES,

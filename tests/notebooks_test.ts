@@ -112,23 +112,35 @@ function jupyter(): Promise<Record<string, string>> {
 }
 
 /** Executes a notebook with nbconvert into a temporary directory; the executed notebook if it ran. */
-async function execute(path: string, extra: string[] = []) {
+async function execute(
+  path: string,
+  extra: string[] = [],
+  limits: { readonly cellS: number; readonly totalMs: number } = {
+    cellS: CELL_TIMEOUT_S,
+    totalMs: NOTEBOOK_TIMEOUT_MS,
+  },
+) {
   const env = await jupyter();
   const outDir = await Deno.makeTempDir({ prefix: "obd-notebook-out-" });
   const started = performance.now();
-  const run = await command(PYTHON, [
-    "-m",
-    "nbconvert",
-    "--to",
-    "notebook",
-    "--execute",
-    `--ExecutePreprocessor.timeout=${CELL_TIMEOUT_S}`,
-    "--ExecutePreprocessor.startup_timeout=120",
-    ...extra,
-    "--output-dir",
-    outDir,
-    path,
-  ], env);
+  const run = await command(
+    PYTHON,
+    [
+      "-m",
+      "nbconvert",
+      "--to",
+      "notebook",
+      "--execute",
+      `--ExecutePreprocessor.timeout=${limits.cellS}`,
+      "--ExecutePreprocessor.startup_timeout=120",
+      ...extra,
+      "--output-dir",
+      outDir,
+      path,
+    ],
+    env,
+    limits.totalMs,
+  );
   const seconds = (performance.now() - started) / 1000;
   const outFile = join(outDir, path.split("/").pop()!);
   const executed = run.success ? JSON.parse(await Deno.readTextFile(outFile)) as Notebook : undefined;
@@ -153,8 +165,11 @@ function rich(nb: Notebook, mime: string): string[] {
 }
 
 /** Executes a notebook of `notebooks/` and checks the harness-level promises: success, no error cell, every cell run. */
-async function executeClean(name: string): Promise<Notebook> {
-  const run = await execute(join(NOTEBOOKS, name));
+async function executeClean(
+  name: string,
+  limits?: { readonly cellS: number; readonly totalMs: number },
+): Promise<Notebook> {
+  const run = await execute(join(NOTEBOOKS, name), [], limits);
   assert.ok(run.success, `nbconvert failed on ${name} (exit ${run.code}):\n${run.stderr.slice(-4000)}`);
   const nb = run.executed!;
   assert.deepEqual(errors(nb), [], `${name} has error outputs`);
@@ -178,7 +193,11 @@ function assertSvg(svg: string, title: string) {
 Deno.test("the committed notebooks are nbformat 4 for the Deno kernel, import the public API and hold no outputs", async () => {
   const names = [...Deno.readDirSync(NOTEBOOKS)].map((e) => e.name).filter((n) => n.endsWith(".ipynb"))
     .sort();
-  assert.deepEqual(names, ["01_dataset_and_density.ipynb", "02_distill_and_evaluate.ipynb"]);
+  assert.deepEqual(names, [
+    "01_dataset_and_density.ipynb",
+    "02_distill_and_evaluate.ipynb",
+    "03_diversity_vs_quality.ipynb",
+  ]);
   for (const name of names) {
     const nb = JSON.parse(await Deno.readTextFile(join(NOTEBOOKS, name))) as Notebook;
     assert.equal(nb.nbformat, 4, name);
@@ -239,6 +258,24 @@ Deno.test("notebook 02: a tiny DBC study with Table 1, Figure 1 and the PCA plot
   assert.equal(svgs.length, 2, "two plots: Figure 1 and the PCA");
   assertSvg(svgs[0], "Normalized return during distillation");
   assertSvg(svgs[1], "PCA");
+});
+
+Deno.test("notebook 03: the quick diversity study, its figure and the crossing verdict", async () => {
+  // The quick study itself (about 5 minutes on two busy cores with the native kernels): more time than the others.
+  const nb = await executeClean("03_diversity_vs_quality.ipynb", { cellS: 900, totalMs: 1_800_000 });
+  const markdown = rich(nb, "text/markdown");
+  assert.ok(
+    markdown.some((m) => /\| Quality \(best episodes\) \| -?\d+\.\d+ \| \d+\.\d+ \|/.test(m)),
+    "the subsets' measures",
+  );
+  const tables = markdown.find((m) => m.includes("### Normalized return by training level"));
+  assert.ok(tables, "the return table");
+  assert.match(tables, /\| Diversity \(k-center\) \| \d+\.\d{4} \| -?\d+\.\d \| \[-?\d+\.\d, -?\d+\.\d\] \|/);
+  assert.match(tables, /crossing/i, "the crossing verdict");
+  const svgs = rich(nb, "image/svg+xml");
+  assert.equal(svgs.length, 1, "one figure: return against training loss");
+  assertSvg(svgs[0], "return vs training loss");
+  assert.ok(svgs[0].includes('class="band"'), "confidence bands");
 });
 
 Deno.test("the harness fails on a notebook whose cell throws, and finds the error in its outputs", async () => {

@@ -16,6 +16,8 @@ import { densityStage } from "../stages/density.ts";
 import { distillStage } from "../stages/distill.ts";
 import { evaluateStage } from "../stages/evaluate.ts";
 import { loadStage } from "../stages/load.ts";
+import { subsetStage } from "../stages/subsets.ts";
+import { subsetEvaluationStage, subsetStudentsStage } from "../stages/subset_students.ts";
 import { teacherStage } from "../stages/teacher.ts";
 import { relativeImports } from "./module_graph.ts";
 
@@ -30,6 +32,9 @@ const STAGES = [
   { stage: distillStage, module: "stages/distill.ts" },
   { stage: baselinesStage, module: "stages/baselines.ts" },
   { stage: evaluateStage, module: "stages/evaluate.ts" },
+  { stage: subsetStage, module: "stages/subsets.ts" },
+  { stage: subsetStudentsStage, module: "stages/subset_students.ts" },
+  { stage: subsetEvaluationStage, module: "stages/subset_students.ts" },
 ];
 
 /**
