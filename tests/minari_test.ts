@@ -317,6 +317,8 @@ Deno.test("the pipeline command runs a quick study on a Minari Hopper-v5 directo
       rel,
       "--method",
       "dbc",
+      "--seed",
+      "0",
       "--cache-dir",
       `${rel}/cache`,
       "--run-dir",

@@ -92,6 +92,7 @@ const ref = await python(MAKE, at(""));
 /** A tiny study: PBC only, two outer steps, one student and episode; the teacher evaluated once. */
 const small: PipelineConfig = {
   ...PRESETS.quick,
+  seeds: [0],
   load: { minTransitions: 1000 },
   teacher: { ...PRESETS.quick.teacher, steps: 20, evalEpisodes: 1, source: "train" },
   student: { hiddenLayers: 1, width: 16, steps: 2, learningRate: 0.1 },
@@ -346,6 +347,8 @@ Deno.test("`deno task pipeline <D4RL-layout file> --teacher <authors' checkpoint
     rel("authors-a.pt"),
     "--method",
     "avpbc",
+    "--seed",
+    "0",
     "--set",
     "load.minTransitions=1000",
     "--set",
