@@ -52,7 +52,7 @@ import {
 } from "../stages/teacher.ts";
 import type { TeacherArtifact } from "../stages/teacher/model.ts";
 import { applyOverrides } from "./config.ts";
-import { resolveTeacherSource, type TeacherSettings, teacherStageConfig, trainingConfig } from "./obd.ts";
+import { resolveTeacherSource, teacherStageConfig, trainingConfig } from "./obd.ts";
 
 /** The whole configuration of a diversity study. */
 export interface DiversityConfig {
