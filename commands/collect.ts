@@ -20,7 +20,7 @@ import { writeD4rlFile } from "../datasets/hdf5.ts";
 import { helpText, parseCommandLine } from "../core/cli.ts";
 import { pipelineError, toPipelineError } from "../core/errors.ts";
 import { TOOL_VERSION } from "../core/version.ts";
-import { checkedOutput, exitWithError, isError, openRun, runCommand } from "./common.ts";
+import { exitWithError, freshOutput, isError, openRun, runCommand } from "./common.ts";
 
 const OPTIONS = {
   out: { type: "string", help: "output HDF5 file (under data/; required)" },
@@ -88,16 +88,7 @@ async function main(args: string[]): Promise<void> {
       ),
     );
   }
-  checkedOutput(out, "--out");
-  if (await Deno.stat(out).then(() => true, () => false)) {
-    exitWithError(
-      pipelineError(
-        "config",
-        `${out} already exists`,
-        "choose another --out or delete the file; results are never overwritten",
-      ),
-    );
-  }
+  await freshOutput(out);
   // The file is written after minutes of training: make its directory now, so a path that cannot
   // be written fails before any work.
   await Deno.mkdir(dirname(out), { recursive: true }).catch((e) => exitWithError(toPipelineError(e)));

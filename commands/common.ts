@@ -4,7 +4,7 @@
  * @module
  */
 
-import { formatError, type PipelineError, toPipelineError } from "../core/errors.ts";
+import { formatError, type PipelineError, pipelineError, toPipelineError } from "../core/errors.ts";
 import { fileMetricsLog, type MetricsLog } from "../core/metrics.ts";
 import { consoleProgress, type ProgressFactory } from "../core/progress.ts";
 import { checkOutputPath } from "../core/paths.ts";
@@ -39,6 +39,24 @@ export function checkedOutput(path: string, option: string): string {
     checkOutputPath(path, option);
   } catch (e) {
     exitWithError(toPipelineError(e));
+  }
+  return path;
+}
+
+/**
+ * An output that must not exist yet (`--out` of collect, density, teacher train and import): inside what
+ * the task may write and not there already, or one line and exit. Results are never overwritten.
+ */
+export async function freshOutput(path: string, option = "--out"): Promise<string> {
+  checkedOutput(path, option);
+  if (await Deno.stat(path).then(() => true, () => false)) {
+    exitWithError(
+      pipelineError(
+        "config",
+        `${path} already exists`,
+        `choose another ${option} or delete it; results are never overwritten`,
+      ),
+    );
   }
   return path;
 }

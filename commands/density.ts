@@ -21,7 +21,7 @@ import { BACKEND_ENV, initBackend, requestedBackend } from "../numerics/backend.
 import { helpText, parseCommandLine } from "../core/cli.ts";
 import { type PipelineError, pipelineError, toPipelineError } from "../core/errors.ts";
 import { TOOL_VERSION } from "../core/version.ts";
-import { checkedOutput, exitWithError, isError, openRun, runCommand } from "./common.ts";
+import { exitWithError, freshOutput, isError, openRun, runCommand } from "./common.ts";
 
 const d = DEFAULT_DENSITY_CONFIG;
 const OPTIONS = {
@@ -150,16 +150,7 @@ async function main(args: string[]): Promise<void> {
       ),
     );
   }
-  checkedOutput(out, "--out");
-  if (await Deno.stat(out).then(() => true, () => false)) {
-    exitWithError(
-      pipelineError(
-        "config",
-        `${out} already exists`,
-        "choose another --out or delete the file; results are never overwritten",
-      ),
-    );
-  }
+  await freshOutput(out);
   let backendLabel = "none (tree method)";
   if (config.method === "brute") {
     const backendName = requestedBackend(undefined, Deno.env.get(BACKEND_ENV));

@@ -36,7 +36,7 @@ import { applyOverrides } from "../study/config.ts";
 import { fail, type PipelineError, pipelineError, toPipelineError } from "../core/errors.ts";
 import type { ProgressFactory } from "../core/progress.ts";
 import { type Artifact, createRuntime, runStage, type Runtime } from "../core/runtime.ts";
-import { checkedOutput, exitWithError, isError, openRun, runCommand } from "./common.ts";
+import { exitWithError, freshOutput, isError, openRun, runCommand } from "./common.ts";
 import { TOOL_VERSION } from "../core/version.ts";
 
 const OPTIONS = {
@@ -156,16 +156,7 @@ async function train(values: Values, positionals: string[], args: readonly strin
     exitWithError(toPipelineError(e));
   }
   const out = values.out as string | undefined;
-  if (out) checkedOutput(out, "--out");
-  if (out && await Deno.stat(out).then(() => true, () => false)) {
-    exitWithError(
-      pipelineError(
-        "config",
-        `${out} already exists`,
-        "choose another --out or delete it; results are never overwritten",
-      ),
-    );
-  }
+  if (out) await freshOutput(out);
   const backend = await startBackend(values);
   const run = openRun(`teacher-${algorithm}-${dataset.split("/").pop()}`);
   console.error(
@@ -272,16 +263,7 @@ async function importCommand(values: Values, positionals: string[]): Promise<voi
   if (env !== undefined && !(ALL_ENV_NAMES as readonly string[]).includes(env)) {
     exitWithError(pipelineError("config", `--env ${env}: choose one of ${ALL_ENV_NAMES.join(", ")}`));
   }
-  checkedOutput(out, "--out");
-  if (await Deno.stat(out).then(() => true, () => false)) {
-    exitWithError(
-      pipelineError(
-        "config",
-        `${out} already exists`,
-        "choose another --out or delete it; results are never overwritten",
-      ),
-    );
-  }
+  await freshOutput(out);
   try {
     const artifact = await importTeacher(file, {
       dataset: values.dataset as string | undefined,

@@ -52,7 +52,7 @@ import {
 } from "../stages/teacher.ts";
 import type { TeacherArtifact } from "../stages/teacher/model.ts";
 import { applyOverrides } from "./config.ts";
-import { resolveTeacherSource, teacherStageConfig, trainingConfig } from "./obd.ts";
+import { resolveTeacherSource, teacherStageConfig, trainingConfig, validateSeeds } from "./obd.ts";
 
 /** The whole configuration of a diversity study. */
 export interface DiversityConfig {
@@ -185,19 +185,7 @@ export function validateDiversityConfig(config: DiversityConfig): void {
   };
   list("subsets", config.subsets, SUBSET_KINDS);
   list("targets", config.targets, TARGETS);
-  if (
-    !Array.isArray(config.seeds) || config.seeds.length === 0 ||
-    config.seeds.some((s) => !Number.isInteger(s) || s < 0)
-  ) {
-    fail(
-      "config",
-      `seeds = ${JSON.stringify(config.seeds)} must be a non-empty list of non-negative integers`,
-      "e.g. --seeds 0,1,2",
-    );
-  }
-  if (new Set(config.seeds).size !== config.seeds.length) {
-    fail("config", `seeds = ${config.seeds.join(",")} lists a seed twice`);
-  }
+  validateSeeds(config.seeds, "--seeds 0,1,2");
   const { steps, width } = config.levels;
   if (!Array.isArray(steps) || steps.length === 0) {
     fail("config", "levels.steps is empty", "e.g. --set levels.steps=10,100,1000");

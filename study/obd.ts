@@ -247,24 +247,24 @@ const optional = <T>(te: TE.TaskEither<PipelineError, Artifact<T>>) =>
   TE.map((a: Artifact<T>) => a as Artifact<T> | undefined)(te);
 const skipped = TE.right(undefined);
 
+/** Refuses a seed list that is empty, holds anything but non-negative integers, or repeats a seed. */
+export function validateSeeds(seeds: readonly number[], example: string): void {
+  if (!Array.isArray(seeds) || seeds.length === 0 || seeds.some((s) => !Number.isInteger(s) || s < 0)) {
+    fail(
+      "config",
+      `seeds = ${JSON.stringify(seeds)} must be a non-empty list of non-negative integers`,
+      `e.g. ${example}`,
+    );
+  }
+  if (new Set(seeds).size !== seeds.length) fail("config", `seeds = ${seeds.join(",")} lists a seed twice`);
+}
+
 /**
  * Runs every stage's own check on the configs this study will give it, before any work: a bad
  * setting anywhere is reported in one line before the first stage computes.
  */
 export function validateStudy(config: PipelineConfig, methods: readonly Method[]): void {
-  if (
-    !Array.isArray(config.seeds) || config.seeds.length === 0 ||
-    config.seeds.some((s) => !Number.isInteger(s) || s < 0)
-  ) {
-    fail(
-      "config",
-      `seeds = ${JSON.stringify(config.seeds)} must be a non-empty list of non-negative integers`,
-      "e.g. --set seeds=0,1,2",
-    );
-  }
-  if (new Set(config.seeds).size !== config.seeds.length) {
-    fail("config", `seeds = ${config.seeds.join(",")} lists a seed twice`);
-  }
+  validateSeeds(config.seeds, "--set seeds=0,1,2");
   if (!Number.isInteger(config.load.minTransitions) || config.load.minTransitions < 1) {
     fail("config", `load.minTransitions = ${config.load.minTransitions} must be a positive integer`);
   }
