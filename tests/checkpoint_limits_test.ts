@@ -13,15 +13,9 @@ import { crc32 } from "../stages/teacher/zip.ts";
 import { readTorchCheckpoint } from "../stages/teacher/torch_checkpoint.ts";
 import { teacherFromCorl } from "../stages/teacher/corl_import.ts";
 import { saveTeacherDir } from "../stages/teacher/model.ts";
-import { REPO_ROOT, runUnderTask, taskFlags } from "./helpers.ts";
+import { REPO_ROOT, repoScratchDir, runUnderTask, taskFlags } from "./helpers.ts";
 
-const DIR = `data/.test-ckpt-${crypto.randomUUID().slice(0, 8)}`;
-await Deno.mkdir(join(REPO_ROOT, DIR), { recursive: true });
-globalThis.addEventListener("unload", () => {
-  try {
-    Deno.removeSync(join(REPO_ROOT, DIR), { recursive: true });
-  } catch { /* already gone */ }
-});
+const DIR = await repoScratchDir("ckpt");
 
 // ---- a pickle writer (protocol 2), enough for state dicts of tensors ----------------------------
 

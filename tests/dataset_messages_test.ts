@@ -12,15 +12,9 @@ import { join } from "node:path";
 import { loadD4rlDataset } from "../datasets/d4rl.ts";
 import { createRuntime, runStage } from "../core/runtime.ts";
 import { loadStage } from "../stages/load.ts";
-import { assertFails, python, REPO_ROOT, runUnderTask } from "./helpers.ts";
+import { assertFails, python, REPO_ROOT, repoScratchDir, runUnderTask } from "./helpers.ts";
 
-const DIR = `data/.test-messages-${crypto.randomUUID().slice(0, 8)}`;
-await Deno.mkdir(join(REPO_ROOT, DIR), { recursive: true });
-globalThis.addEventListener("unload", () => {
-  try {
-    Deno.removeSync(join(REPO_ROOT, DIR), { recursive: true });
-  } catch { /* already gone */ }
-});
+const DIR = await repoScratchDir("messages");
 
 /** A hopper-shaped D4RL file of 40 rows: argv[2] JSON {remove: [keys], float64: bool, big: [row, dim]}. */
 const WRITER = `

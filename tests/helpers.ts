@@ -83,3 +83,29 @@ export async function loadEmbedded(rt: Runtime, minTransitions = 1000): Promise<
   if (loaded._tag === "Left") throw new Error(loaded.left.message);
   return loaded.right;
 }
+
+/**
+ * A fresh directory under the repository's `data/` (the tasks may read and write only there), removed when
+ * the test module unloads. Returns its repository-relative path, e.g. `data/.test-torch-1a2b3c4d`.
+ */
+export async function repoScratchDir(prefix: string): Promise<string> {
+  const dir = `data/.test-${prefix}-${crypto.randomUUID().slice(0, 8)}`;
+  await Deno.mkdir(`${REPO_ROOT}${dir}`, { recursive: true });
+  globalThis.addEventListener("unload", () => {
+    try {
+      Deno.removeSync(`${REPO_ROOT}${dir}`, { recursive: true });
+    } catch { /* already gone */ }
+  });
+  return dir;
+}
+
+/** The `PipelineFailure` that `run` throws (the test fails when it throws something else or nothing). */
+export async function caughtFailure(run: () => Promise<unknown>): Promise<PipelineFailure> {
+  try {
+    await run();
+  } catch (caught) {
+    assert.ok(caught instanceof PipelineFailure, String(caught));
+    return caught;
+  }
+  assert.fail("expected a failure");
+}

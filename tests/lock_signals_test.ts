@@ -8,15 +8,9 @@
 
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { REPO_ROOT, taskFlags } from "./helpers.ts";
+import { REPO_ROOT, repoScratchDir, taskFlags } from "./helpers.ts";
 
-const DIR = `data/.test-locks-${crypto.randomUUID().slice(0, 8)}`;
-await Deno.mkdir(join(REPO_ROOT, DIR), { recursive: true });
-globalThis.addEventListener("unload", () => {
-  try {
-    Deno.removeSync(join(REPO_ROOT, DIR), { recursive: true });
-  } catch { /* already gone */ }
-});
+const DIR = await repoScratchDir("locks");
 
 /** Takes the lock at argv[0], prints "held", then idles, or keeps its main thread busy for argv[1] ms. */
 const HOLDER = `

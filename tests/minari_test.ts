@@ -7,11 +7,10 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createRuntime, runStage } from "../core/runtime.ts";
-import { PipelineFailure } from "../core/errors.ts";
 import { silentProgress } from "../core/progress.ts";
 import { readMinariMetadata } from "../datasets/minari.ts";
 import { loadStage, locateDataset, type OfflineDataset, scoreScale } from "../stages/load.ts";
-import { python, REPO_ROOT, runUnderTask } from "./helpers.ts";
+import { caughtFailure, python, REPO_ROOT, runUnderTask } from "./helpers.ts";
 import { evaluatePolicy } from "../envs/rollout.ts";
 import { normalizedScore } from "../envs/specs.ts";
 
@@ -121,16 +120,6 @@ async function writeMinari(
 
 const sum = (a: ArrayLike<number>) => Array.from(a).reduce((s, x) => s + x, 0);
 
-async function failure(run: () => Promise<unknown>): Promise<PipelineFailure> {
-  try {
-    await run();
-  } catch (caught) {
-    assert.ok(caught instanceof PipelineFailure, String(caught));
-    return caught;
-  }
-  assert.fail("expected a failure");
-}
-
 const quiet = { note: () => {} };
 
 Deno.test("a Minari directory written by h5py loads as numpy sees it: T + 1 observations, the truncated last episode a timeout", async () => {
@@ -209,7 +198,7 @@ Deno.test("minari:<id> is found under $MINARI_DATASETS_PATH, else ~/.minari/data
       /^D4RL normalized \(Hopper-v3 references -20\.272305 … 3234\.3\)$/,
     );
     assert.ok(fromVar.file.startsWith(root));
-    const missing = await failure(() =>
+    const missing = await caughtFailure(() =>
       locateDataset("minari:mujoco/walker2d/medium-v0", silentProgress, {
         ...quiet,
         env: env({ HOME: home }),
@@ -251,7 +240,7 @@ Deno.test("bad Minari input is refused with the path and the field before any wo
     for (const [name, options, pattern] of cases) {
       const dir = join(base, name);
       await writeMinari(dir, options);
-      const caught = await failure(() => locateDataset(dir, silentProgress, quiet));
+      const caught = await caughtFailure(() => locateDataset(dir, silentProgress, quiet));
       assert.equal(caught.error.kind, "input", name);
       assert.ok(caught.error.message.startsWith(join(dir, "data")), caught.error.message);
       assert.match(caught.error.message, pattern, name);

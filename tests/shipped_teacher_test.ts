@@ -23,17 +23,11 @@ import {
 } from "../stages/teacher.ts";
 import { trainRequest } from "../commands/teacher.ts";
 import { PRESETS, resolveTeacherSource, SHIPPED_TEACHER_DIR } from "../study/obd.ts";
-import { loadEmbedded, REPO_ROOT, runUnderTask } from "./helpers.ts";
+import { loadEmbedded, REPO_ROOT, repoScratchDir, runUnderTask } from "./helpers.ts";
 
 await initBackend("wasm");
 
-const DIR = `data/.test-shipped-teacher-${crypto.randomUUID().slice(0, 8)}`;
-await Deno.mkdir(join(REPO_ROOT, DIR), { recursive: true });
-globalThis.addEventListener("unload", () => {
-  try {
-    Deno.removeSync(join(REPO_ROOT, DIR), { recursive: true });
-  } catch { /* already gone */ }
-});
+const DIR = await repoScratchDir("shipped-teacher");
 
 /** `args` without the options `names` (and their values), in both `--x v` and `--x=v` forms. */
 function withoutOptions(args: readonly string[], names: readonly string[]): string[] {

@@ -5,12 +5,11 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { PipelineFailure } from "../core/errors.ts";
 import { silentProgress } from "../core/progress.ts";
 import { fileSha256 } from "../datasets/download.ts";
 import { d4rlMirrors, downloadFromMirrors } from "../datasets/sources.ts";
 import { locateDataset } from "../stages/load.ts";
-import { runUnderTask } from "./helpers.ts";
+import { caughtFailure, runUnderTask } from "./helpers.ts";
 
 const body = new Uint8Array(50_000).map((_, i) => (i * 7) % 253);
 const other = new Uint8Array(50_000).map((_, i) => (i * 11) % 251);
@@ -21,16 +20,6 @@ const hex = async (bytes: Uint8Array<ArrayBuffer>) =>
   )
     .join("");
 const bodySha = await hex(body);
-
-async function failure(run: () => Promise<unknown>): Promise<PipelineFailure> {
-  try {
-    await run();
-  } catch (caught) {
-    assert.ok(caught instanceof PipelineFailure, String(caught));
-    return caught;
-  }
-  assert.fail("expected a failure");
-}
 
 async function withServer(fn: (base: string, hits: string[]) => Promise<void>) {
   const hits: string[] = [];
@@ -110,7 +99,7 @@ Deno.test("a D4RL file in D4RL's cache is checked against the size and sha256 we
     await Deno.mkdir(join(home, ".d4rl/datasets"), { recursive: true });
     const path = join(home, ".d4rl/datasets/hopper_medium_replay-v2.hdf5");
     await Deno.writeFile(path, body);
-    const caught = await failure(() =>
+    const caught = await caughtFailure(() =>
       locateDataset("hopper-m-r", silentProgress, {
         env: vars({ HOME: home }),
         d4rlDir: join(home, "none"),
@@ -147,7 +136,7 @@ Deno.test("mirrors are tried in turn: a 404, a wrong sha256 and a short body are
 
     // Every source failing: one network error listing each try, nothing left behind.
     const none = join(dir, "y.hdf5");
-    const caught = await failure(() =>
+    const caught = await caughtFailure(() =>
       downloadFromMirrors(
         { fileName: "y.hdf5", path: none, sha256: bodySha },
         [`${base}/wrong/y.hdf5`, "http://rail.eecs.berkeley.edu/y.hdf5"],
@@ -190,7 +179,7 @@ Deno.test("OBD_D4RL_MIRRORS: base URLs separated by commas or spaces; anything e
   ]);
   assert.deepEqual(d4rlMirrors(vars({})), []);
   for (const bad of ["not a url", "ftp://host/x/"]) {
-    const caught = await failure(() => Promise.resolve(d4rlMirrors(vars({ OBD_D4RL_MIRRORS: bad }))));
+    const caught = await caughtFailure(() => Promise.resolve(d4rlMirrors(vars({ OBD_D4RL_MIRRORS: bad }))));
     assert.equal(caught.error.kind, "config");
     assert.match(caught.error.message, /^OBD_D4RL_MIRRORS: '/);
   }

@@ -19,18 +19,12 @@ import { parseGridArgs } from "../grid/spec.ts";
 import { loadTeacherDir, saveTeacherDir, teacherFromArtifact } from "../stages/teacher.ts";
 import { readSynsetFile } from "../stages/synset_file.ts";
 import { importTeacher } from "../commands/teacher.ts";
-import { assertFails, python, REPO_ROOT, runUnderTask } from "./helpers.ts";
+import { assertFails, python, REPO_ROOT, repoScratchDir, runUnderTask } from "./helpers.ts";
 
 await initBackend("wasm");
 
 // Files live under data/ (the tasks may read only the repository).
-const DIR = `data/.test-teacher-source-${crypto.randomUUID().slice(0, 8)}`;
-await Deno.mkdir(join(REPO_ROOT, DIR), { recursive: true });
-globalThis.addEventListener("unload", () => {
-  try {
-    Deno.removeSync(join(REPO_ROOT, DIR), { recursive: true });
-  } catch { /* already gone */ }
-});
+const DIR = await repoScratchDir("teacher-source");
 const at = (name: string) => join(REPO_ROOT, DIR, name);
 const rel = (name: string) => `${DIR}/${name}`;
 

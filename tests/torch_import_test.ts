@@ -16,7 +16,7 @@ import { PyGlobal, PyObject, unpickle } from "../stages/teacher/pickle.ts";
 import { readTorchCheckpoint, TorchTensor } from "../stages/teacher/torch_checkpoint.ts";
 import { readZipDirectory } from "../stages/teacher/zip.ts";
 import { importTeacher } from "../commands/teacher.ts";
-import { assertFails, python, REPO_ROOT, runUnderTask } from "./helpers.ts";
+import { assertFails, python, REPO_ROOT, repoScratchDir, runUnderTask } from "./helpers.ts";
 
 await initBackend("wasm");
 
@@ -28,13 +28,7 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 // Checkpoints are written under data/ (the `teacher` task may read only the repository).
-const DIR = `data/.test-torch-${crypto.randomUUID().slice(0, 8)}`;
-await Deno.mkdir(join(REPO_ROOT, DIR), { recursive: true });
-globalThis.addEventListener("unload", () => {
-  try {
-    Deno.removeSync(join(REPO_ROOT, DIR), { recursive: true });
-  } catch { /* already gone */ }
-});
+const DIR = await repoScratchDir("torch");
 
 /** Eps for the sampled-action check: what `teacher.act(s, "sampled", new Rng(9))` draws. */
 const N_STATES = 6;
